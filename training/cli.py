@@ -1,0 +1,76 @@
+"""Command-line interface for data scientists and auditors (`python -m training --help`).
+
+Each command parses its options and delegates to a function in the library; heavy
+imports happen inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Diversion-risk training pipeline.")
+
+
+@app.command()
+def generate(
+    rows: int = typer.Option(200_000, help="Number of export declarations."),
+    years: float = typer.Option(3.0, help="Years of history."),
+    seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical files."),
+    out: Path = typer.Option(Path("data/synthetic"), help="Output folder."),
+    format: str = typer.Option("parquet", help="csv or parquet."),
+    drift: bool = typer.Option(False, help="Add a new diversion route mid-period (drift scenario)."),
+) -> None:
+    """Write a synthetic export history (declarations, seizures, ground truth) in the contract."""
+    from training.synthetic import write_history
+
+    write_history(out_dir=out, rows=rows, years=years, seed=seed, fmt=format, drift=drift)
+
+
+@app.command()
+def validate(
+    declarations: Path = typer.Option(..., help="Declarations file (CSV or Parquet)."),
+    seizures: Path = typer.Option(..., help="Seizures file (CSV or Parquet)."),
+    inspections: Path | None = typer.Option(None, help="Optional inspections file."),
+    rejects_dir: Path = typer.Option(Path("outputs/rejects"), help="Where rejected rows are written."),
+    max_reject_share: float = typer.Option(0.01, help="Stop when more than this share of rows is rejected."),
+) -> None:
+    """Validate contract files; write rejects; stop with a clear error above the rejected share."""
+    from features.validation import ContractError, load_contract_tables
+
+    try:
+        load_contract_tables(
+            declarations,
+            seizures,
+            inspections,
+            rejects_dir=rejects_dir,
+            max_reject_share=max_reject_share,
+            verbose=True,
+        )
+    except ContractError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def profile(
+    declarations: Path = typer.Option(..., help="Declarations file."),
+    seizures: Path = typer.Option(..., help="Seizures file."),
+) -> None:
+    """Print row counts, date range, positive (seized) rate and counts per typology."""
+    from training.profile import profile_history
+
+    profile_history(declarations, seizures)
+
+
+@app.command("bench-data")
+def bench_data(rows: int = typer.Option(1_000_000, help="Rows to generate and validate.")) -> None:
+    """Rows per second of generation and validation."""
+    from training.bench import bench_data as run
+
+    run(rows)
