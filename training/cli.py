@@ -74,3 +74,63 @@ def bench_data(rows: int = typer.Option(1_000_000, help="Rows to generate and va
     from training.bench import bench_data as run
 
     run(rows)
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(None, help="TOML file with training settings (see training/config.py)."),
+    declarations: Path | None = typer.Option(None, help="Declarations file (CSV or Parquet)."),
+    seizures: Path | None = typer.Option(None, help="Seizures file (CSV or Parquet)."),
+    inspections: Path | None = typer.Option(None, help="Optional inspections file."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+) -> None:
+    """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
+    from features.validation import ContractError
+    from training.config import TrainingConfig
+    from training.pipeline import train as run
+
+    settings = TrainingConfig.load(
+        config, declarations=declarations, seizures=seizures, inspections=inspections, seed=seed
+    )
+    try:
+        run(settings)
+    except (ContractError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def backtest(
+    declarations: Path = typer.Option(..., help="Declarations file (CSV or Parquet)."),
+    seizures: Path = typer.Option(..., help="Seizures file (CSV or Parquet)."),
+    train_until: str = typer.Option(..., help="Train on what was known strictly before this date."),
+    test_from: str = typer.Option(..., help="First filing date of the test window (inclusive)."),
+    test_to: str = typer.Option(..., help="End of the test window (exclusive)."),
+    out: Path = typer.Option(..., help="Output folder for scores.csv and metrics.json."),
+    seed: int = typer.Option(42, help="Random seed."),
+) -> None:
+    """Train as of --train-until and score [--test-from, --test-to) with point-in-time features."""
+    import pandas as pd
+
+    from features.reference import load_reference
+    from features.validation import ContractError, load_contract_tables
+    from training.backtest import build_features, fit_and_evaluate, write_backtest
+    from training.config import TrainingConfig
+
+    settings = TrainingConfig.load(None, declarations=declarations, seizures=seizures, seed=seed)
+    try:
+        bounds = [pd.Timestamp(v) for v in (train_until, test_from, test_to)]
+        tables = load_contract_tables(declarations, seizures, None, rejects_dir=out / "rejects")
+        frame, seized = tables.declarations, tables.seizures
+        features = build_features(frame, seized, load_reference())
+        result = fit_and_evaluate(frame, seized, features, settings, *bounds)
+    except (ContractError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    write_backtest(result, frame, out)
+    m = result.metrics
+    typer.echo(
+        f"scored {int(m['declarations']):,} declarations ({int(m['positives'])} diverted): "
+        f"P@1% {m['precision_at_1pct']:.3f} P@2% {m['precision_at_2pct']:.3f} P@5% {m['precision_at_5pct']:.3f}"
+        f" -> {out}/scores.csv, {out}/metrics.json"
+    )

@@ -1,0 +1,180 @@
+"""The declaration risk feature set: one definition for training, backtests and the service.
+
+`compute_features(declarations, history, reference)` turns contract declaration rows into
+model features using only what `history` knew strictly before each declaration's filing
+time. Offline, `history` is the whole history (each row sees only its own past); online,
+it is the service's history store and the rows are newly filed declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import PAYMENT_TERMS, TRANSPORT_MODES
+from features.events import to_seconds
+from features.history import History, declaration_keys, log1p_nonneg, unit_value_log
+from features.reference import ReferenceTables
+
+FEATURE_SET_NAME = "declaration_diversion_risk"
+FEATURE_SET_VERSION = "1.0.0"
+
+#: Pseudo-count of the smoothed seizure rates (how many declarations' worth of prior).
+RATE_SMOOTHING = 50.0
+#: Below this many earlier values, a norm is unknown and its z-score is missing.
+MIN_NORM_COUNT = 5
+RECENT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Name, version and columns of the feature set, logged with every model."""
+
+    name: str
+    version: str
+    columns: tuple[str, ...]
+    categorical: tuple[str, ...]
+    descriptions: dict[str, str]
+
+
+_DESCRIPTIONS: dict[str, str] = {
+    # exporter history
+    "exporter_prior_declarations": "declarations the exporter filed before this one",
+    "exporter_tenure_days": "days since the exporter's first declaration (missing when new)",
+    "exporter_distinct_consignees": "distinct consignees the exporter shipped to before",
+    "exporter_distinct_destinations": "distinct destination countries of the exporter before",
+    "exporter_controlled_share": "share of the exporter's earlier declarations with controlled goods",
+    "exporter_recent_volume_ratio": "declarations in the last 30 days against the exporter's own monthly norm",
+    "exporter_prior_seizures": "seizures implicating the exporter known before filing",
+    "exporter_days_since_seizure": "days since the exporter's last seizure (missing when none)",
+    "weight_vs_exporter_norm": "z-score of log gross weight against the exporter's earlier shipments",
+    # consignee, relationship, route
+    "consignee_prior_seizures": "seizures implicating the consignee known before filing",
+    "consignee_distinct_exporters": "distinct exporters that shipped to the consignee before",
+    "consignee_prior_declarations": "declarations to the consignee before",
+    "pair_prior_declarations": "earlier declarations between this exporter and consignee (0 = new relationship)",
+    "exporter_destination_prior_declarations": "earlier declarations of the exporter to this destination",
+    # smoothed seizure rates
+    "broker_seizure_rate": "smoothed seizure rate of the customs broker's earlier declarations",
+    "heading_destination_seizure_rate": "smoothed seizure rate of the HS heading to this destination",
+    "destination_seizure_rate": "smoothed seizure rate of declarations to the destination country",
+    # shipment
+    "controlled_goods": "HS code is a controlled medicine or precursor (reference table)",
+    "controlled_term_under_generic_heading": "a controlled substance is named in the description under a non-controlled HS code",
+    "controlled_without_authorisation": "controlled goods (by HS code or description) without export authorisation",
+    "unit_value_vs_tariff_norm": "z-score of log unit value against earlier declarations of the tariff line",
+    "log_declared_value": "log(1 + declared FOB value in USD)",
+    "log_gross_weight": "log(1 + gross weight in kg)",
+    "transport_mode": "transport mode (category)",
+    "payment_terms": "payment terms (category; missing when not declared)",
+    "transshipment_via_hub": "declared transshipment through a known hub",
+    "consignee_country_differs": "consignee country differs from the destination country",
+}
+
+CATEGORICAL_FEATURES: tuple[str, ...] = ("transport_mode", "payment_terms")
+
+FEATURE_SET = FeatureSet(
+    name=FEATURE_SET_NAME,
+    version=FEATURE_SET_VERSION,
+    columns=tuple(_DESCRIPTIONS),
+    categorical=CATEGORICAL_FEATURES,
+    descriptions=dict(_DESCRIPTIONS),
+)
+
+
+def _category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Stable integer codes from the contract's enum order; unknown or missing -> NaN."""
+    codes = pd.Categorical(values.astype("str"), categories=list(categories)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes
+
+
+def _smoothed_rate(seizures: np.ndarray, declarations: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    return (seizures + RATE_SMOOTHING * prior) / (declarations + RATE_SMOOTHING)
+
+
+def _z_score(value: np.ndarray, count: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean**2, 0.0)
+        z = (value - mean) / np.sqrt(variance + 0.05)
+    return np.where(count >= MIN_NORM_COUNT, z, np.nan)
+
+
+def compute_features(declarations: pd.DataFrame, history: History, reference: ReferenceTables) -> pd.DataFrame:
+    """Feature rows (in `FEATURE_SET.columns` order) for declarations, as of each filing time."""
+    t = to_seconds(declarations["declared_at"])
+    keys = declaration_keys(declarations)
+    days = 86_400.0
+
+    exporter = history.as_of("exporter_declarations", keys["exporter"], t, windows_days=(RECENT_DAYS,))
+    n_exporter = exporter.count
+    tenure = (t - exporter.first_seconds) / days
+    with np.errstate(divide="ignore", invalid="ignore"):
+        monthly_norm = n_exporter * RECENT_DAYS / np.maximum(tenure, RECENT_DAYS)
+        recent_ratio = np.where(n_exporter > 0, exporter.window_counts[RECENT_DAYS] / monthly_norm, np.nan)
+        controlled_share = np.where(n_exporter > 0, exporter.sums["controlled"] / n_exporter, np.nan)
+    log_weight = log1p_nonneg(declarations["gross_weight_kg"])
+
+    exporter_seizures = history.as_of("exporter_seizures", keys["exporter"], t)
+    consignee = history.as_of("consignee_declarations", keys["consignee"], t)
+    consignee_seizures = history.as_of("consignee_seizures", keys["consignee"], t)
+
+    global_declarations = history.as_of("global_declarations", keys["global"], t).count
+    global_seizures = history.as_of("global_seizures", keys["global"], t).count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base_rate = np.where(global_declarations > 0, global_seizures / global_declarations, 0.0)
+
+    def seizure_rate(name: str) -> np.ndarray:
+        declared = history.as_of(f"{name}_declarations", keys[name], t).count
+        seized = history.as_of(f"{name}_seizures", keys[name], t).count
+        return _smoothed_rate(seized, declared, base_rate)
+
+    tariff = history.as_of("tariff_line_values", keys["tariff_line"], t)
+    controlled = reference.is_controlled(declarations["hs_code"])
+    named_substance = reference.substance_in_text(declarations["goods_description"]).notna().to_numpy()
+    authorised = declarations["export_authorization_id"].fillna("").astype("str").str.strip().ne("").to_numpy()
+    transshipment = declarations["transshipment_country"]
+    consignee_country = declarations["consignee_country"].astype("str")
+
+    columns = {
+        "exporter_prior_declarations": n_exporter,
+        "exporter_tenure_days": tenure,
+        "exporter_distinct_consignees": history.as_of("exporter_new_consignees", keys["exporter"], t).count,
+        "exporter_distinct_destinations": history.as_of("exporter_new_destinations", keys["exporter"], t).count,
+        "exporter_controlled_share": controlled_share,
+        "exporter_recent_volume_ratio": recent_ratio,
+        "exporter_prior_seizures": exporter_seizures.count,
+        "exporter_days_since_seizure": (t - exporter_seizures.last_seconds) / days,
+        "weight_vs_exporter_norm": _z_score(
+            log_weight, n_exporter, exporter.sums["log_weight"], exporter.sums["log_weight_sq"]
+        ),
+        "consignee_prior_seizures": consignee_seizures.count,
+        "consignee_distinct_exporters": history.as_of("consignee_new_exporters", keys["consignee"], t).count,
+        "consignee_prior_declarations": consignee.count,
+        "pair_prior_declarations": history.as_of("pair_declarations", keys["pair"], t).count,
+        "exporter_destination_prior_declarations": history.as_of(
+            "exporter_destination_declarations", keys["exporter_destination"], t
+        ).count,
+        "broker_seizure_rate": seizure_rate("broker"),
+        "heading_destination_seizure_rate": seizure_rate("heading_destination"),
+        "destination_seizure_rate": seizure_rate("destination"),
+        "controlled_goods": controlled.astype(np.float64),
+        "controlled_term_under_generic_heading": (named_substance & ~controlled).astype(np.float64),
+        "controlled_without_authorisation": ((controlled | named_substance) & ~authorised).astype(np.float64),
+        "unit_value_vs_tariff_norm": _z_score(
+            unit_value_log(declarations), tariff.count, tariff.sums["log_unit_value"], tariff.sums["log_unit_value_sq"]
+        ),
+        "log_declared_value": log1p_nonneg(declarations["declared_value_usd"]),
+        "log_gross_weight": log_weight,
+        "transport_mode": _category_codes(declarations["transport_mode"], TRANSPORT_MODES),
+        "payment_terms": _category_codes(declarations["payment_terms"], PAYMENT_TERMS),
+        "transshipment_via_hub": transshipment.isin(reference.hub_countries).to_numpy().astype(np.float64),
+        "consignee_country_differs": (
+            consignee_country.ne(declarations["destination_country"].astype("str")).to_numpy().astype(np.float64)
+        ),
+    }
+    frame = pd.DataFrame(columns, index=declarations.index)
+    return frame.loc[:, list(FEATURE_SET.columns)].astype(np.float64)

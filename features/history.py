@@ -1,0 +1,240 @@
+"""The export history as point-in-time event indexes, shared by training and the service.
+
+`History.build` indexes a whole history (training, backtests, the service's start-up);
+`History.append` adds later declarations and seizures as a new segment (the service's
+`/history/*` endpoints) without rebuilding what is already indexed. Feature code only
+ever asks a `History` "what was known strictly before t" (see `features.events`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.events import END_OF_TIME, AsOf, KeyedEvents, merge_as_of, to_seconds
+from features.reference import ReferenceTables
+
+#: Declaration attributes a seizure naming only a declaration id is attributed through.
+_ATTRIBUTE_COLUMNS = ("exporter_id", "consignee_id", "customs_broker_id", "destination_country", "hs_code")
+_GLOBAL_KEY = "*"
+
+
+def _join(*parts: pd.Series) -> pd.Series:
+    """Composite entity key ("A|B"); missing when any part is missing."""
+    out = parts[0].astype("str")
+    for part in parts[1:]:
+        out = out + "|" + part.astype("str")
+    return out
+
+
+def heading(hs_code: pd.Series) -> pd.Series:
+    """HS heading: the first four digits of the tariff line."""
+    return hs_code.astype("str").str.slice(0, 4)
+
+
+def log1p_nonneg(values: pd.Series) -> np.ndarray:
+    """log(1 + x) of a non-negative amount, as float64."""
+    return np.log1p(np.clip(values.to_numpy(dtype=np.float64, na_value=0.0), 0.0, None))
+
+
+def unit_value_log(declarations: pd.DataFrame) -> np.ndarray:
+    """log of declared value per declared unit (the thing undervaluation moves)."""
+    value = declarations["declared_value_usd"].to_numpy(dtype=np.float64, na_value=0.0)
+    quantity = declarations["quantity"].to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log((value + 0.01) / quantity)
+
+
+def _keys(declarations: pd.DataFrame) -> dict[str, pd.Series]:
+    """Entity keys of each declaration, one per history index."""
+    destination = declarations["destination_country"]
+    return {
+        "exporter": declarations["exporter_id"],
+        "consignee": declarations["consignee_id"],
+        "pair": _join(declarations["exporter_id"], declarations["consignee_id"]),
+        "exporter_destination": _join(declarations["exporter_id"], destination),
+        "broker": declarations["customs_broker_id"],
+        "heading_destination": _join(heading(declarations["hs_code"]), destination),
+        "destination": destination,
+        "tariff_line": _join(declarations["hs_code"].astype("str").str.slice(0, 6), declarations["quantity_unit"]),
+        "global": pd.Series(_GLOBAL_KEY, index=declarations.index, dtype="str"),
+    }
+
+
+def declaration_keys(declarations: pd.DataFrame) -> dict[str, pd.Series]:
+    """Public access to the entity keys (used by feature computation)."""
+    return _keys(declarations)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One indexed slice of history (the base build or one append)."""
+
+    indexes: dict[str, KeyedEvents]
+    attributes: pd.DataFrame  # declaration attributes indexed by declaration_id
+
+
+@dataclass(frozen=True)
+class History:
+    """Point-in-time view of declarations and seizures, as indexed segments."""
+
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def build(cls, declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables) -> History:
+        """Index a whole history at once."""
+        return cls(segments=(_build_segment(declarations, seizures, reference, prior=None),))
+
+    def append(
+        self,
+        declarations: pd.DataFrame | None,
+        seizures: pd.DataFrame | None,
+        reference: ReferenceTables,
+    ) -> History:
+        """A new History with later declarations and/or seizures added as one segment."""
+        declarations = declarations if declarations is not None else _empty_like_declarations()
+        seizures = seizures if seizures is not None else _empty_like_seizures()
+        segment = _build_segment(declarations, seizures, reference, prior=self)
+        return History(segments=(*self.segments, segment))
+
+    @property
+    def n_declarations(self) -> int:
+        return sum(len(s.attributes) for s in self.segments)
+
+    def knows_declaration(self, declaration_ids: pd.Series) -> np.ndarray:
+        """Whether each declaration id is already in the history."""
+        known = np.zeros(len(declaration_ids), dtype=bool)
+        ids = pd.Index(declaration_ids.astype("str"))
+        for segment in self.segments:
+            known |= ids.isin(segment.attributes.index)
+        return known
+
+    def attributes_of(self, declaration_ids: pd.Series) -> pd.DataFrame:
+        """Exporter, consignee, broker, destination and HS code of known declarations."""
+        frames = [s.attributes.reindex(declaration_ids.astype("str").to_numpy()) for s in self.segments]
+        if not frames:
+            return pd.DataFrame(index=declaration_ids.to_numpy(), columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.fillna(frame)
+        return out
+
+    def as_of(
+        self, index_name: str, keys: pd.Series, seconds: np.ndarray, windows_days: tuple[int, ...] = ()
+    ) -> AsOf:
+        """Aggregates of one index's events strictly before each time, over all segments."""
+        parts = [s.indexes[index_name].as_of(keys, seconds, windows_days) for s in self.segments]
+        if not parts:
+            return KeyedEvents.build(pd.Series([], dtype="str"), np.array([], dtype=np.int64)).as_of(
+                keys, seconds, windows_days
+            )
+        return merge_as_of(parts)
+
+
+def _empty_like_declarations() -> pd.DataFrame:
+    from features.contract import DECLARATION_COLUMNS
+
+    frame = pd.DataFrame({c.name: pd.Series([], dtype="str") for c in DECLARATION_COLUMNS})
+    for name in ("quantity", "gross_weight_kg", "declared_value_usd"):
+        frame[name] = frame[name].astype("float64")
+    frame["declared_at"] = pd.Series([], dtype="datetime64[us]")
+    return frame
+
+
+def _empty_like_seizures() -> pd.DataFrame:
+    from features.contract import SEIZURE_COLUMNS
+
+    frame = pd.DataFrame({c.name: pd.Series([], dtype="str") for c in SEIZURE_COLUMNS})
+    frame["seized_at"] = pd.Series([], dtype="datetime64[us]")
+    frame["quantity_kg"] = frame["quantity_kg"].astype("float64")
+    return frame
+
+
+def _first_sightings(keys: pd.Series, seconds: np.ndarray, prior: History | None, prior_index: str) -> np.ndarray:
+    """True for the first event of each key in this segment that the prior history never saw."""
+    order = np.argsort(seconds, kind="stable")
+    first = np.zeros(len(keys), dtype=bool)
+    first[order] = ~keys.iloc[order].duplicated().to_numpy()
+    first &= keys.notna().to_numpy()
+    if prior is not None and prior.segments and first.any():
+        seen = prior.as_of(prior_index, keys, np.full(len(keys), END_OF_TIME, dtype=np.int64)).count > 0
+        first &= ~seen
+    return first
+
+
+def _build_segment(
+    declarations: pd.DataFrame,
+    seizures: pd.DataFrame,
+    reference: ReferenceTables,
+    prior: History | None,
+) -> Segment:
+    decl_seconds = to_seconds(declarations["declared_at"])
+    keys = _keys(declarations)
+    controlled = reference.is_controlled(declarations["hs_code"]).astype(np.float64)
+    log_weight = log1p_nonneg(declarations["gross_weight_kg"])
+    log_unit_value = unit_value_log(declarations)
+    valid_unit_value = np.isfinite(log_unit_value)
+
+    attributes = declarations.loc[:, list(_ATTRIBUTE_COLUMNS)].copy()
+    attributes.index = pd.Index(declarations["declaration_id"].astype("str"), name="declaration_id")
+
+    indexes: dict[str, KeyedEvents] = {
+        "exporter_declarations": KeyedEvents.build(
+            keys["exporter"],
+            decl_seconds,
+            {"controlled": controlled, "log_weight": log_weight, "log_weight_sq": log_weight**2},
+        ),
+        "consignee_declarations": KeyedEvents.build(keys["consignee"], decl_seconds),
+        "pair_declarations": KeyedEvents.build(keys["pair"], decl_seconds),
+        "exporter_destination_declarations": KeyedEvents.build(keys["exporter_destination"], decl_seconds),
+        "broker_declarations": KeyedEvents.build(keys["broker"], decl_seconds),
+        "heading_destination_declarations": KeyedEvents.build(keys["heading_destination"], decl_seconds),
+        "destination_declarations": KeyedEvents.build(keys["destination"], decl_seconds),
+        "global_declarations": KeyedEvents.build(keys["global"], decl_seconds),
+        "tariff_line_values": KeyedEvents.build(
+            keys["tariff_line"].where(valid_unit_value),
+            decl_seconds,
+            {
+                "log_unit_value": np.where(valid_unit_value, log_unit_value, 0.0),
+                "log_unit_value_sq": np.where(valid_unit_value, log_unit_value**2, 0.0),
+            },
+        ),
+    }
+
+    # Distinct counts: an entity gains a new consignee/destination/exporter at the first
+    # sighting of the relationship.
+    new_pair = _first_sightings(keys["pair"], decl_seconds, prior, "pair_declarations")
+    new_route = _first_sightings(keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations")
+    indexes["exporter_new_consignees"] = KeyedEvents.build(keys["exporter"][new_pair], decl_seconds[new_pair])
+    indexes["consignee_new_exporters"] = KeyedEvents.build(keys["consignee"][new_pair], decl_seconds[new_pair])
+    indexes["exporter_new_destinations"] = KeyedEvents.build(keys["exporter"][new_route], decl_seconds[new_route])
+
+    # Seizures count from seized_at. Those naming a declaration are attributed through it;
+    # those naming only an exporter or consignee still count for that entity.
+    seizure_seconds = to_seconds(seizures["seized_at"])
+    declaration_ids = seizures["declaration_id"]
+    linked = pd.DataFrame(index=seizures.index, columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
+    if declaration_ids.notna().any():
+        own = attributes.reindex(declaration_ids.astype("str").to_numpy())
+        own.index = seizures.index
+        if prior is not None and prior.segments:
+            earlier = prior.attributes_of(declaration_ids)
+            earlier.index = seizures.index
+            own = own.fillna(earlier)
+        linked = own.where(declaration_ids.notna().to_numpy()[:, None])
+    exporter = seizures["exporter_id"].fillna(linked["exporter_id"])
+    consignee = seizures["consignee_id"].fillna(linked["consignee_id"])
+    on_declaration = linked["exporter_id"].notna()
+    linked_keys = {
+        "broker": linked["customs_broker_id"],
+        "heading_destination": _join(heading(linked["hs_code"]), linked["destination_country"]),
+        "destination": linked["destination_country"],
+        "global": pd.Series(_GLOBAL_KEY, index=seizures.index, dtype="str").where(on_declaration),
+    }
+    indexes["exporter_seizures"] = KeyedEvents.build(exporter, seizure_seconds)
+    indexes["consignee_seizures"] = KeyedEvents.build(consignee, seizure_seconds)
+    for name, key in linked_keys.items():
+        indexes[f"{name}_seizures"] = KeyedEvents.build(key, seizure_seconds)
+    return Segment(indexes=indexes, attributes=attributes)

@@ -1,0 +1,191 @@
+"""The scoring object: feature rows in; calibrated score, percentile, channel and reasons out.
+
+Training builds it, MLflow stores it (booster text + a JSON document), and the service
+loads it. Offline backtests and the live service call the same `score` method, so the
+two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.attribution import LeafAttribution
+from models.estimator import PlattCalibration
+from models.reasons import sentence
+
+CHANNELS = ("RED", "YELLOW", "GREEN")
+MAX_REASONS = 5
+
+
+@dataclass(frozen=True)
+class InspectionPolicy:
+    """Score thresholds for the RED and YELLOW channels, derived from inspection rates."""
+
+    red_rate: float
+    yellow_rate: float
+    red_threshold: float
+    yellow_threshold: float
+    #: Mandatory rules: a rule hit sends the declaration to RED whatever the score.
+    mandatory_red_rules: tuple[str, ...] = ("controlled_without_authorisation",)
+
+    @classmethod
+    def from_scores(
+        cls, reference_scores: np.ndarray, red_rate: float, yellow_rate: float, mandatory_red_rules: Sequence[str]
+    ) -> InspectionPolicy:
+        """Thresholds so that `red_rate` (and `red_rate + yellow_rate`) of reference scores exceed them."""
+        scores = np.asarray(reference_scores, dtype=np.float64)
+        red = float(np.quantile(scores, 1.0 - red_rate))
+        yellow = float(np.quantile(scores, 1.0 - red_rate - yellow_rate))
+        return cls(red_rate, yellow_rate, red, min(yellow, red), tuple(mandatory_red_rules))
+
+    def channels(self, scores: np.ndarray, rule_red: np.ndarray) -> np.ndarray:
+        out = np.where(scores >= self.red_threshold, "RED", np.where(scores >= self.yellow_threshold, "YELLOW", "GREEN"))
+        return np.where(rule_red, "RED", out)
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: float | None
+    contribution: float
+    sentence: str
+
+
+@dataclass
+class ScoredBatch:
+    """Scores of a batch of declarations, in input order."""
+
+    raw_score: np.ndarray
+    risk_score: np.ndarray
+    percentile: np.ndarray
+    channel: np.ndarray
+    rule_hits: list[list[str]]
+    contributions: np.ndarray | None = None
+    reasons: list[list[Reason]] = field(default_factory=list)
+
+
+@dataclass
+class DiversionScorer:
+    """LightGBM booster + Platt calibration + inspection policy + leaf attributions."""
+
+    booster: lgb.Booster
+    feature_names: tuple[str, ...]
+    calibration: PlattCalibration
+    policy: InspectionPolicy
+    reference_quantiles: np.ndarray  # sorted calibrated training-period scores (quantiles)
+    metadata: dict = field(default_factory=dict)
+    attribution_: LeafAttribution | None = None
+
+    @property
+    def attribution(self) -> LeafAttribution:
+        if self.attribution_ is None:
+            self.attribution_ = LeafAttribution.from_booster(self.booster)
+        return self.attribution_
+
+    def raw_scores(self, features: pd.DataFrame) -> np.ndarray:
+        matrix = features.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
+        return self.booster.predict(matrix, raw_score=True)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated diversion probability per feature row."""
+        return self.calibration(self.raw_scores(features))
+
+    def percentile(self, scores: np.ndarray) -> np.ndarray:
+        """Percent of training-period declarations scoring below each score."""
+        ranks = np.searchsorted(self.reference_quantiles, scores, side="right")
+        return 100.0 * ranks / len(self.reference_quantiles)
+
+    def rule_hits(self, features: pd.DataFrame) -> list[list[str]]:
+        rules = self.policy.mandatory_red_rules
+        flags = [features[rule].to_numpy() > 0 for rule in rules if rule in features]
+        if not flags:
+            return [[] for _ in range(len(features))]
+        stacked = np.column_stack(flags)
+        return [[rules[j] for j in np.flatnonzero(row)] for row in stacked]
+
+    def score(
+        self,
+        features: pd.DataFrame,
+        contexts: Sequence[Mapping[str, object]] | None = None,
+        explain: bool = True,
+    ) -> ScoredBatch:
+        """Score feature rows; with `explain`, add up to five reasons per row."""
+        matrix = features.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
+        raw = self.booster.predict(matrix, raw_score=True)
+        risk = self.calibration(raw)
+        hits = self.rule_hits(features)
+        rule_red = np.array([bool(h) for h in hits], dtype=bool)
+        batch = ScoredBatch(
+            raw_score=raw,
+            risk_score=risk,
+            percentile=self.percentile(risk),
+            channel=self.policy.channels(risk, rule_red),
+            rule_hits=hits,
+        )
+        if explain:
+            leaves = self.booster.predict(matrix, pred_leaf=True)
+            contributions = self.attribution.contributions(leaves)
+            batch.contributions = contributions
+            batch.reasons = self._reasons(matrix, contributions, contexts)
+        return batch
+
+    def _reasons(
+        self, matrix: np.ndarray, contributions: np.ndarray, contexts: Sequence[Mapping[str, object]] | None
+    ) -> list[list[Reason]]:
+        order = np.argsort(-contributions, axis=1)[:, :MAX_REASONS]
+        out: list[list[Reason]] = []
+        for i, top in enumerate(order):
+            context = contexts[i] if contexts is not None else {}
+            reasons = []
+            for j in top:
+                contribution = float(contributions[i, j])
+                if contribution <= 0:
+                    break
+                value = float(matrix[i, j])
+                name = self.feature_names[j]
+                reasons.append(
+                    Reason(
+                        feature=name,
+                        value=None if math.isnan(value) else value,
+                        contribution=round(contribution, 6),
+                        sentence=sentence(name, value, context),
+                    )
+                )
+            out.append(reasons)
+        return out
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write `booster.txt` and `scorer.json` into `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / "booster.txt"))
+        document = {
+            "feature_names": list(self.feature_names),
+            "calibration": asdict(self.calibration),
+            "policy": asdict(self.policy),
+            "reference_quantiles": self.reference_quantiles.tolist(),
+            "metadata": self.metadata,
+        }
+        (directory / "scorer.json").write_text(json.dumps(document, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> DiversionScorer:
+        document = json.loads((Path(directory) / "scorer.json").read_text())
+        policy = document["policy"]
+        policy["mandatory_red_rules"] = tuple(policy["mandatory_red_rules"])
+        return cls(
+            booster=lgb.Booster(model_file=str(Path(directory) / "booster.txt")),
+            feature_names=tuple(document["feature_names"]),
+            calibration=PlattCalibration(**document["calibration"]),
+            policy=InspectionPolicy(**policy),
+            reference_quantiles=np.asarray(document["reference_quantiles"], dtype=np.float64),
+            metadata=document["metadata"],
+        )

@@ -1,0 +1,60 @@
+"""Training configuration: loaded once at the entry point, passed down as a value, logged."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.contract import LABEL_WINDOW_DAYS
+from models.estimator import BoosterParams
+
+
+class TrainingConfig(BaseModel):
+    """Everything that determines a training run (besides the data itself)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    declarations: Path = Path("data/synthetic/declarations.parquet")
+    seizures: Path = Path("data/synthetic/seizures.parquet")
+    inspections: Path | None = None
+    output_dir: Path = Path("outputs")
+    max_reject_share: float = Field(0.01, ge=0.0, le=1.0)
+
+    label_window_days: int = Field(LABEL_WINDOW_DAYS, gt=0)
+    test_days: int = Field(120, gt=0, description="length of the test window before label maturity ends")
+    validation_share: float = Field(0.2, gt=0.0, lt=0.9)
+
+    red_rate: float = Field(0.02, gt=0.0, lt=1.0)
+    yellow_rate: float = Field(0.08, ge=0.0, lt=1.0)
+    mandatory_red_rules: tuple[str, ...] = ("controlled_without_authorisation",)
+
+    seed: int = 42
+    booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
+
+    tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    experiment: str = "diversion-risk"
+    registered_model: str = "diversion-risk"
+    primary_metric: str = "precision_at_2pct"
+
+    @field_validator("yellow_rate")
+    @classmethod
+    def _budget(cls, value: float, info) -> float:
+        red = info.data.get("red_rate", 0.0)
+        if red + value >= 1.0:
+            raise ValueError("red_rate + yellow_rate must be below 1")
+        return value
+
+    def booster_params(self) -> BoosterParams:
+        return BoosterParams(**{"seed": self.seed, **self.booster})
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: object) -> TrainingConfig:
+        """Defaults, then a TOML file (if given), then explicit overrides (CLI options)."""
+        values: dict[str, object] = {}
+        if path is not None:
+            values.update(tomllib.loads(Path(path).read_text()))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,92 @@
+"""Labels from seizures, under the contract's label window, and time windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per-declaration outcome: diverted (seized within the window) and seized quantity."""
+
+    diverted: np.ndarray  # bool, aligned with the declarations frame
+    seized_kg: np.ndarray  # float, kg seized on label-window seizures of the declaration
+
+
+def declaration_labels(
+    declarations: pd.DataFrame,
+    seizures: pd.DataFrame,
+    label_window_days: int,
+    known_before: pd.Timestamp | None = None,
+) -> Labels:
+    """A declaration is diverted when a seizure naming it falls within the label window.
+
+    With `known_before`, only seizures reported strictly before that time count (what a
+    model trained at that time could have known).
+    """
+    linked = seizures.loc[seizures["declaration_id"].notna(), ["declaration_id", "seized_at", "quantity_kg"]]
+    if known_before is not None:
+        linked = linked.loc[linked["seized_at"] < known_before]
+    filed = pd.Series(declarations["declared_at"].to_numpy(), index=declarations["declaration_id"].astype("str"))
+    declared_at = filed.reindex(linked["declaration_id"].astype("str").to_numpy()).to_numpy()
+    lag = linked["seized_at"].to_numpy() - declared_at
+    window = np.timedelta64(label_window_days, "D")
+    inside = (lag >= np.timedelta64(0, "s")) & (lag <= window)
+    hits = linked.loc[inside]
+    per_declaration = hits.groupby(hits["declaration_id"].astype("str"))["quantity_kg"].agg(
+        lambda q: float(np.nansum(q.to_numpy(dtype=np.float64, na_value=np.nan)))
+    )
+    ids = declarations["declaration_id"].astype("str")
+    diverted = ids.isin(per_declaration.index).to_numpy()
+    seized_kg = per_declaration.reindex(ids.to_numpy()).fillna(0.0).to_numpy(dtype=np.float64)
+    return Labels(diverted=diverted, seized_kg=seized_kg)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Time windows of one fit: train and validation (labels mature at `train_until`), test."""
+
+    train_from: pd.Timestamp
+    validation_from: pd.Timestamp
+    mature_until: pd.Timestamp
+    train_until: pd.Timestamp
+    test_from: pd.Timestamp
+    test_to: pd.Timestamp
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.__dict__.items()}
+
+
+def fit_windows(
+    declared_at: pd.Series,
+    train_until: pd.Timestamp,
+    test_from: pd.Timestamp,
+    test_to: pd.Timestamp,
+    label_window_days: int,
+    validation_share: float,
+) -> Windows:
+    """Train/validation split of the declarations whose labels are mature at `train_until`.
+
+    Only declarations filed at least one label window before `train_until` have labels a
+    model trained then could know; the latest `validation_share` of them (by time) is the
+    validation window used for early stopping, calibration and the inspection policy.
+    """
+    mature_until = train_until - pd.Timedelta(days=label_window_days)
+    mature = declared_at.loc[declared_at < mature_until]
+    if mature.empty:
+        raise ValueError(
+            f"no declaration filed before {mature_until} (train-until minus the {label_window_days}-day label "
+            "window): nothing has a mature label to train on; move --train-until later"
+        )
+    validation_from = mature.quantile(1.0 - validation_share)
+    return Windows(
+        train_from=mature.min(),
+        validation_from=pd.Timestamp(validation_from),
+        mature_until=mature_until,
+        train_until=train_until,
+        test_from=test_from,
+        test_to=test_to,
+    )
