@@ -175,7 +175,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
             "Re-export the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
         ) from None
     except pd.errors.EmptyDataError:
-        raise ContractError(f"{path}: file is empty (no header row). Export the table again with a header row.") from None
+        raise ContractError(
+            f"{path}: file is empty (no header row). Export the table again with a header row."
+        ) from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise ContractError(
             f"{path}: not a readable CSV ({exc}). Check quoting and the number of fields on that line."
@@ -271,7 +273,8 @@ def _value_checks(column: Column) -> list[pa.Check]:
     if column.kind == "country":
         return [
             pa.Check.isin(
-                COUNTRY_CODES, error="not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. IN)"
+                COUNTRY_CODES,
+                error="not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. IN)",
             )
         ]
     if column.kind == "locode":
@@ -282,7 +285,9 @@ def _value_checks(column: Column) -> list[pa.Check]:
             )
         ]
     if column.kind == "hs":
-        return [pa.Check(lambda s: s.str.fullmatch(_HS_PATTERN), error="not an HS code of exactly 6 or 8 digits")]
+        return [
+            pa.Check(lambda s: s.str.fullmatch(_HS_PATTERN), error="not an HS code of exactly 6 or 8 digits")
+        ]
     if column.kind == "number":
         checks = [pa.Check(lambda s: np.isfinite(s), error="not a finite number")]
         if column.strictly_positive:
@@ -337,8 +342,10 @@ def _failures_to_rejects(failure_cases: pd.DataFrame, source: str) -> pd.DataFra
     """pandera's failure cases as reject lines (file, row, column, reason)."""
     cases = failure_cases.dropna(subset=["index"])
     frame_level = cases["schema_context"] == "DataFrameSchema"
-    row_level = cases[frame_level].drop_duplicates(subset=["index", "check"]).assign(
-        column="|".join(SEIZURE_LINK_COLUMNS), reason=lambda d: d["check"]
+    row_level = (
+        cases[frame_level]
+        .drop_duplicates(subset=["index", "check"])
+        .assign(column="|".join(SEIZURE_LINK_COLUMNS), reason=lambda d: d["check"])
     )
     cells = cases[~frame_level]
     builtin = cells["check"].map(_BUILTIN_REASONS)
@@ -472,7 +479,11 @@ def load_contract_tables(
     files = {"declarations": Path(declarations), "seizures": Path(seizures)}
     if inspections is not None:
         files["inspections"] = Path(inspections)
-    contracts = {"declarations": DECLARATION_COLUMNS, "seizures": SEIZURE_COLUMNS, "inspections": INSPECTION_COLUMNS}
+    contracts = {
+        "declarations": DECLARATION_COLUMNS,
+        "seizures": SEIZURE_COLUMNS,
+        "inspections": INSPECTION_COLUMNS,
+    }
 
     frames: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
@@ -484,8 +495,12 @@ def load_contract_tables(
         if table == "inspections":
             # Row numbers must stay the file's: re-attach them before the second check.
             kept_rows = raw.index[~raw.index.isin(rejects["row"])]
-            orphans = _unknown_declarations(valid.set_axis(kept_rows), frames["declarations"]["declaration_id"], source)
-            rejects = _sorted_rejects(pd.concat([rejects, orphans], ignore_index=True), column_names(INSPECTION_COLUMNS))
+            orphans = _unknown_declarations(
+                valid.set_axis(kept_rows), frames["declarations"]["declaration_id"], source
+            )
+            rejects = _sorted_rejects(
+                pd.concat([rejects, orphans], ignore_index=True), column_names(INSPECTION_COLUMNS)
+            )
             valid = valid[~kept_rows.isin(orphans["row"])].reset_index(drop=True)
         rejects_path = _write_rejects(rejects, rejects_dir, table)
         frames[table] = valid
@@ -552,7 +567,9 @@ def _print_report(report: ValidationReport) -> None:
     console = Console()
     table = Table(title=f"Contract validation (max reject share {report.max_reject_share:.2%})")
     for heading in ("table", "file", "read", "valid", "rejected", "share", "rejects file"):
-        table.add_column(heading, justify="right" if heading in {"read", "valid", "rejected", "share"} else "left")
+        table.add_column(
+            heading, justify="right" if heading in {"read", "valid", "rejected", "share"} else "left"
+        )
     for t in report.tables.values():
         over = t.reject_share > report.max_reject_share
         share = f"[red]{t.reject_share:.2%}[/red]" if over else f"{t.reject_share:.2%}"
