@@ -338,8 +338,12 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _failures_to_rejects(failure_cases: pd.DataFrame, source: str) -> pd.DataFrame:
-    """pandera's failure cases as reject lines (file, row, column, reason)."""
+def _failures_to_rejects(failure_cases: pd.DataFrame, source: str, raw: pd.DataFrame | None) -> pd.DataFrame:
+    """pandera's failure cases as reject lines (file, row, column, reason).
+
+    The value quoted in a reason is the one in the file (``raw``), not its typed form,
+    so an auditor can search for it.
+    """
     cases = failure_cases.dropna(subset=["index"])
     frame_level = cases["schema_context"] == "DataFrameSchema"
     row_level = (
@@ -348,11 +352,16 @@ def _failures_to_rejects(failure_cases: pd.DataFrame, source: str) -> pd.DataFra
         .assign(column="|".join(SEIZURE_LINK_COLUMNS), reason=lambda d: d["check"])
     )
     cells = cases[~frame_level]
+    values = cells["failure_case"].astype(object)
+    if raw is not None:
+        for name, group in cells.groupby("column"):
+            if name in raw.columns:
+                values.loc[group.index] = raw[name].reindex(group["index"].astype("int64")).to_numpy()
+    quoted = values.map(_short).astype("str")
     builtin = cells["check"].map(_BUILTIN_REASONS)
-    with_value = cells["check"] + ": " + cells["failure_case"].map(_short)
-    cell_reasons = builtin.where(builtin.notna(), with_value)
+    cell_reasons = builtin.where(builtin.notna(), cells["check"] + ": " + quoted)
     duplicate = cells["check"] == "field_uniqueness"
-    cell_reasons = cell_reasons.where(~duplicate, "duplicate id: " + cells["failure_case"].map(_short))
+    cell_reasons = cell_reasons.where(~duplicate, "duplicate id: " + quoted)
     cells = cells.assign(reason=cell_reasons)
     rejects = pd.concat([row_level, cells], ignore_index=True)
     return pd.DataFrame(
@@ -365,11 +374,13 @@ def _failures_to_rejects(failure_cases: pd.DataFrame, source: str) -> pd.DataFra
     )
 
 
-def _run_schema(schema: pa.DataFrameSchema, typed: pd.DataFrame, source: str) -> pd.DataFrame:
+def _run_schema(
+    schema: pa.DataFrameSchema, typed: pd.DataFrame, source: str, raw: pd.DataFrame | None = None
+) -> pd.DataFrame:
     try:
         schema.validate(typed, lazy=True)
     except SchemaErrors as errors:
-        return _failures_to_rejects(errors.failure_cases, source)
+        return _failures_to_rejects(errors.failure_cases, source, raw)
     return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str") for c in REJECT_COLUMNS})
 
 
@@ -416,7 +427,7 @@ def validate_table(
             )
     typed_frame = pd.DataFrame(typed_columns, index=raw.index)
 
-    schema_rejects = _run_schema(contract_schema(columns), typed_frame, source)
+    schema_rejects = _run_schema(contract_schema(columns), typed_frame, source, raw)
     if parse_rejects:
         # A cell that failed to parse is NA now; don't also report it as "missing value".
         parsed = pd.concat(parse_rejects, ignore_index=True)
@@ -472,7 +483,8 @@ def load_contract_tables(
     Every table is validated and its rejects written (to ``rejects_dir/<table>_rejects.csv``
     when ``rejects_dir`` is given) before any limit is enforced, so one run shows all the
     problems. Raises `ContractError` for an unusable file or when a table's share of
-    rejected rows exceeds ``max_reject_share``.
+    rejected rows exceeds ``max_reject_share``. Extra columns are reported in
+    ``report.warnings`` and raised as `ContractWarning` (printed instead when ``verbose``).
     """
     if not 0.0 <= max_reject_share <= 1.0:
         raise ContractError(f"max_reject_share must be between 0 and 1, got {max_reject_share}.")
@@ -517,7 +529,8 @@ def load_contract_tables(
         if extra:
             message = f"{table} ({path}): extra column(s) ignored: {', '.join(extra)}"
             messages.append(message)
-            warnings.warn(message, ContractWarning, stacklevel=2)
+            if not verbose:  # verbose prints it with the counts instead of a second copy
+                warnings.warn(message, ContractWarning, stacklevel=2)
 
     report = ValidationReport(tables=reports, max_reject_share=max_reject_share, warnings=messages)
     if verbose:
@@ -567,9 +580,8 @@ def _print_report(report: ValidationReport) -> None:
     console = Console()
     table = Table(title=f"Contract validation (max reject share {report.max_reject_share:.2%})")
     for heading in ("table", "file", "read", "valid", "rejected", "share", "rejects file"):
-        table.add_column(
-            heading, justify="right" if heading in {"read", "valid", "rejected", "share"} else "left"
-        )
+        numeric = heading in {"read", "valid", "rejected", "share"}
+        table.add_column(heading, justify="right" if numeric else "left", overflow="fold")
     for t in report.tables.values():
         over = t.reject_share > report.max_reject_share
         share = f"[red]{t.reject_share:.2%}[/red]" if over else f"{t.reject_share:.2%}"

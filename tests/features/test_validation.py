@@ -372,6 +372,10 @@ def test_row_with_two_bad_fields_gives_two_lines(tmp_path: Path) -> None:
     tables = load(tmp_path, write_csv(frame, tmp_path / "declarations.csv"), max_reject_share=1.0)
     rejects = rejects_of(tables)
     assert rejects[["row", "column"]].values.tolist() == [[BAD_ROW, "hs_code"], [BAD_ROW, "quantity"]]
+    assert rejects["reason"].tolist() == [
+        "not an HS code of exactly 6 or 8 digits: '12'",
+        "must be > 0: '-3'",  # the value as written in the file
+    ]
     assert tables.report["declarations"].rows_rejected == 1
 
 
