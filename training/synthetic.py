@@ -1,0 +1,1140 @@
+"""Synthetic export history in the input contract: declarations, seizures and ground truth.
+
+The generator imitates Indian pharmaceutical exports (see `/work/shared/domain-facts.md`
+and `docs/synthetic-data.md`). Legitimate trade dominates and is varied; a small share of
+declarations (about 2.5 %) is diverted by one of the typologies below. Each diverted
+declaration shows its typology's defining red flag plus 0-3 further red flags drawn at
+random, and legitimate declarations show single red flags too (new exporters, courier,
+hub transshipment, advance payment, consignee abroad, missing authorisation by clerical
+error, low prices), so no rule separates the classes.
+
+Typologies (share of all declarations; the field where each shows):
+
+====================== ====== ==========================================================
+typology               rate   shows in
+====================== ====== ==========================================================
+front_company          0.30 % new `exporter_id`, short-lived, burst of controlled goods
+no_authorisation       0.25 % controlled `hs_code`/description, empty `export_authorization_id`
+misdeclared_cover      0.40 % generic `hs_code`/cover `goods_description`; 30 % leak the substance
+undervaluation         0.15 % `declared_value_usd` 10-40 % of the heading's norm
+quantity_spike         0.15 % `quantity` 4-15x the exporter's usual lot
+courier_dropship       0.40 % `transport_mode` COURIER/POST, small parcels to US/AU/GB/CA, one-off consignees
+hub_transshipment      0.20 % `transshipment_country` a hub (AE, TG, LK, ...)
+consignee_mismatch     0.10 % `consignee_country` (a hub) differs from `destination_country`
+shell_consignee        0.15 % `consignee_id` from a small pool shared by diverting exporters
+complicit_broker       0.10 % `customs_broker_id` one of three brokers (who also serve legitimate trade)
+west_africa_tramadol   0.30 % `destination_country` NG/GH/SL/NE/BJ/TG/..., tramadol 225 mg tablets
+advance_payment        0.05 % `payment_terms` ADVANCE
+new_route_drift        0.50 % only with ``drift=True``, second half of the period: pregabalin /
+                              nitazene-like goods (3004.90, 2933.99) to LY/SD/YE via TR
+====================== ====== ==========================================================
+
+Seizures: 40-60 % of diverted declarations (by typology) are seized, in India within days
+or abroad within about 150 days (7 % later than 180 days, outside the label window);
+seizures after the end of the period are not yet known and are dropped. About 12 % more
+are intelligence seizures naming only an exporter or a consignee, and about 0.1 % of
+legitimate declarations are seized for paperwork (label noise).
+
+Everything is vectorised with numpy; rows are produced in time-ordered chunks of
+`CHUNK_ROWS`, so memory stays bounded and `write_history` streams to disk. The same seed
+gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.reference import load_reference
+
+CHUNK_ROWS = 500_000
+
+#: Typology -> share of all declarations (drift typology: share of the second half only).
+TYPOLOGY_RATES: dict[str, float] = {
+    "front_company": 0.0030,
+    "no_authorisation": 0.0025,
+    "misdeclared_cover": 0.0040,
+    "undervaluation": 0.0015,
+    "quantity_spike": 0.0015,
+    "courier_dropship": 0.0040,
+    "hub_transshipment": 0.0020,
+    "consignee_mismatch": 0.0010,
+    "shell_consignee": 0.0015,
+    "complicit_broker": 0.0010,
+    "west_africa_tramadol": 0.0030,
+    "advance_payment": 0.0005,
+}
+DRIFT_TYPOLOGY = "new_route_drift"
+DRIFT_RATE = 0.0050
+LEGITIMATE = "legitimate"
+
+#: Probability that a diverted declaration of each typology is seized (any time).
+SEIZURE_PROBABILITY: dict[str, float] = {
+    "courier_dropship": 0.60,
+    "west_africa_tramadol": 0.55,
+    "misdeclared_cover": 0.50,
+    "front_company": 0.50,
+    "quantity_spike": 0.40,
+    "undervaluation": 0.40,
+    DRIFT_TYPOLOGY: 0.50,
+}
+DEFAULT_SEIZURE_PROBABILITY = 0.45
+
+# Red flags a diverted declaration can show; typology i's defining flag is FLAGS[i].
+FLAGS: tuple[str, ...] = (*TYPOLOGY_RATES, DRIFT_TYPOLOGY)
+_F = {name: i for i, name in enumerate(FLAGS)}
+# Pairs that do not make sense together (the second is dropped when the first is defining or drawn).
+_INCOMPATIBLE = [
+    ("courier_dropship", "west_africa_tramadol"),
+    ("courier_dropship", "quantity_spike"),
+    ("courier_dropship", "hub_transshipment"),
+    ("courier_dropship", "consignee_mismatch"),
+    ("courier_dropship", "shell_consignee"),
+    ("misdeclared_cover", "no_authorisation"),
+    ("front_company", "quantity_spike"),
+    ("new_route_drift", "west_africa_tramadol"),
+    ("new_route_drift", "courier_dropship"),
+    ("new_route_drift", "hub_transshipment"),
+    ("new_route_drift", "consignee_mismatch"),
+    ("new_route_drift", "misdeclared_cover"),
+    ("new_route_drift", "no_authorisation"),
+]
+
+# Destination weights, roughly after the shape of India's pharma exports (US first, then
+# Europe, Africa, CIS, Latin America, Asia).
+DESTINATIONS: dict[str, float] = {
+    "US": 30.0, "GB": 3.2, "ZA": 3.0, "RU": 2.5, "NG": 2.4, "BR": 2.0, "DE": 2.0, "NL": 1.8, "FR": 1.5,
+    "AU": 1.5, "CA": 1.5, "AE": 2.0, "KE": 1.2, "GH": 1.0, "TZ": 1.0, "UG": 0.8, "PH": 1.2, "VN": 1.0,
+    "MM": 0.7, "LK": 1.0, "NP": 1.2, "BD": 1.0, "ET": 0.8, "CI": 0.6, "SN": 0.4, "CM": 0.5, "BJ": 0.3,
+    "TG": 0.3, "SL": 0.15, "NE": 0.1, "ML": 0.2, "BF": 0.2, "LR": 0.1, "UZ": 0.8, "KZ": 0.6, "UA": 0.6,
+    "TR": 0.8, "EG": 0.6, "SA": 1.0, "IR": 0.6, "IQ": 0.5, "YE": 0.15, "MX": 0.8, "CL": 0.6, "CO": 0.6,
+    "PE": 0.5, "CN": 1.0, "JP": 0.8, "MY": 0.8, "SG": 0.6, "HK": 0.3, "TH": 0.6, "ID": 0.8, "BE": 1.0,
+    "IT": 1.0, "ES": 0.8, "PL": 0.5, "LY": 0.1, "SD": 0.15, "AF": 0.4, "KH": 0.4, "PA": 0.2, "DO": 0.3,
+    "GT": 0.3, "JM": 0.2, "MA": 0.3, "DZ": 0.5, "IL": 0.3, "CH": 0.5, "SE": 0.3, "ZM": 0.4, "MZ": 0.4,
+    "AO": 0.3, "CD": 0.3, "MW": 0.2, "ZW": 0.3, "SO": 0.1,
+}  # fmt: skip
+WEST_AFRICA = {
+    "NG": 4,
+    "GH": 3,
+    "SL": 2,
+    "NE": 2,
+    "BJ": 2,
+    "TG": 2,
+    "CM": 1,
+    "ML": 1,
+    "BF": 1,
+    "LR": 1,
+    "CI": 1,
+}
+COURIER_DESTINATIONS = {"US": 0.55, "AU": 0.30, "GB": 0.10, "CA": 0.05}
+DRIFT_DESTINATIONS = {"LY": 0.5, "SD": 0.3, "YE": 0.2}
+#: Hub -> weight as a declared transshipment point / consignee base.
+HUB_WEIGHTS = {"AE": 5, "LK": 3, "SG": 2, "MY": 1.5, "TG": 1, "MA": 0.7, "OM": 0.8, "HK": 0.6, "BE": 0.6,
+               "NL": 0.6, "PA": 0.4, "EG": 0.4}  # fmt: skip
+DIVERSION_HUBS = {"AE": 5, "TG": 3, "LK": 1, "MY": 1, "HK": 1, "MA": 1, "OM": 1}
+SHELL_COUNTRIES = {"AE": 4, "HK": 1, "NG": 2, "GH": 1, "US": 1, "SG": 1, "TG": 1}
+SEA_PORTS = {"INNSA": 0.42, "INMUN": 0.25, "INMAA": 0.10, "INPAV": 0.06, "INHZA": 0.05, "INTUT": 0.04,
+             "INCCU": 0.05, "INVTZ": 0.03}  # fmt: skip
+AIR_PORTS = {"INBOM": 0.30, "INDEL": 0.25, "INHYD": 0.18, "INBLR": 0.10, "INAMD": 0.09, "INMAA": 0.05,
+             "INCCU": 0.03}  # fmt: skip
+COURIER_PORTS = {"INBOM": 0.40, "INDEL": 0.35, "INMAA": 0.10, "INHYD": 0.08, "INBLR": 0.07}
+PAYMENT = ("LC", "ADVANCE", "OPEN_ACCOUNT", "CAD", "OTHER")
+PAYMENT_WEIGHTS = np.array([0.25, 0.15, 0.35, 0.22, 0.03])
+INDIAN_AGENCIES = ("NCB", "DRI", "CUSTOMS-SIIB")
+FOREIGN_AGENCIES = {"US": "US-CBP", "AU": "AU-ABF", "GB": "UK-BORDER-FORCE", "CA": "CA-CBSA", "NG": "NG-NDLEA",
+                    "GH": "GH-NACOB", "AE": "AE-DUBAI-CUSTOMS", "TR": "TR-CUSTOMS"}  # fmt: skip
+
+DESCRIPTION_SUFFIXES = (
+    "",
+    "",
+    "",
+    " (10X10 BLISTER)",
+    " IN ALU-ALU STRIPS",
+    " EXPORT PACK",
+    " (AS PER INVOICE)",
+)
+
+# Controlled products that licensed manufacturers export legitimately (with authorisation).
+# (key, hs8, description, form, unit, unit value USD, substance)
+_LICENSED_PRODUCTS = [
+    ("tramadol_tab50", "30049099", "TRAMADOL HYDROCHLORIDE TABLETS 50MG", "dosage", "NOS", 1.6, "tramadol"),
+    ("tramadol_cap100", "30049099", "TRAMADOL HYDROCHLORIDE CAPSULES 100MG", "dosage", "NOS", 2.2, "tramadol"),
+    ("tramadol_api", "29225090", "TRAMADOL HYDROCHLORIDE IP (BULK)", "bulk", "KGM", 65.0, "tramadol"),
+    ("codeine_api", "29391100", "CODEINE PHOSPHATE IP", "bulk", "KGM", 1400.0, "codeine"),
+    ("codeine_syrup", "30049099", "CODEINE PHOSPHATE AND CHLORPHENIRAMINE SYRUP 100ML", "dosage", "NOS", 0.9,
+     "codeine"),
+    ("pse_api", "29394200", "PSEUDOEPHEDRINE HYDROCHLORIDE USP", "bulk", "KGM", 70.0, "pseudoephedrine"),
+    ("ephedrine_api", "29394100", "EPHEDRINE HYDROCHLORIDE BP", "bulk", "KGM", 90.0, "ephedrine"),
+    ("alprazolam_api", "29339100", "ALPRAZOLAM USP", "bulk", "KGM", 600.0, "benzodiazepines"),
+    ("alprazolam_tab", "30049099", "ALPRAZOLAM TABLETS 0.5MG", "dosage", "NOS", 1.1, "benzodiazepines"),
+    ("diazepam_tab", "30049099", "DIAZEPAM TABLETS IP 5MG", "dosage", "NOS", 0.8, "benzodiazepines"),
+    ("fentanyl_inj", "30049099", "FENTANYL CITRATE INJECTION 50MCG/ML", "dosage", "NOS", 2.5, "fentanyl"),
+]  # fmt: skip
+# What diverted consignments really carry: (key, hs8, truthful description, form, unit, value, substance, weight)
+_DIVERTED_PRODUCTS = [
+    ("tramadol_225", "30049099", "TRAMADOL HYDROCHLORIDE TABLETS 225MG", "dosage", "NOS", 1.2, "tramadol", 0.30),
+    ("tramadol_200", "30049099", "TRAMADOL 200MG TABLETS", "dosage", "NOS", 1.1, "tramadol", 0.12),
+    ("tramadol_100", "30049099", "TRAMADOL HYDROCHLORIDE CAPSULES 100MG", "dosage", "NOS", 1.5, "tramadol", 0.08),
+    ("alprazolam_2", "30049099", "ALPRAZOLAM TABLETS 2MG", "dosage", "NOS", 1.0, "benzodiazepines", 0.10),
+    ("codeine_syrup", "30049099", "CODEINE PHOSPHATE COUGH SYRUP 100ML", "dosage", "NOS", 0.8, "codeine", 0.08),
+    ("pse_api", "29394200", "PSEUDOEPHEDRINE HYDROCHLORIDE USP", "bulk", "KGM", 70.0, "pseudoephedrine", 0.10),
+    ("ephedrine_api", "29394100", "EPHEDRINE HYDROCHLORIDE", "bulk", "KGM", 90.0, "ephedrine", 0.07),
+    ("npp", "29333700", "N-PHENETHYL-4-PIPERIDONE (NPP)", "bulk", "KGM", 150.0, "npp", 0.05),
+    ("anpp", "29333600", "4-ANPP", "bulk", "KGM", 250.0, "anpp", 0.03),
+    ("4ap", "29333900", "4-ANILINOPIPERIDINE (4-AP)", "bulk", "KGM", 120.0, "4-ap", 0.03),
+    ("pmk", "29329200", "PMK GLYCIDATE", "bulk", "KGM", 80.0, "pmk", 0.02),
+    ("p2p", "29143100", "PHENYLACETONE (P-2-P)", "bulk", "KGM", 60.0, "p-2-p", 0.02),
+]  # fmt: skip
+_DRIFT_PRODUCTS = [
+    ("pregabalin_300", "30049099", "PREGABALIN CAPSULES 300MG", "dosage", "NOS", 1.4, "pregabalin", 0.7),
+    ("nitazene", "29339900", "BENZIMIDAZOLE DERIVATIVE (PHARMA INTERMEDIATE)", "bulk", "KGM", 300.0,
+     "nitazene-analogue", 0.3),
+]  # fmt: skip
+# Cover descriptions for misdeclared consignments (dosage forms, then bulk chemicals).
+_DOSAGE_COVERS = ("DICLOFENAC SODIUM TABLETS 50MG", "PARACETAMOL TABLETS IP 500MG", "IBUPROFEN TABLETS BP 400MG",
+                  "MULTIVITAMIN TABLETS", "ASSORTED MEDICINES (GENERIC)", "CHLORPHENIRAMINE SYRUP 100ML")  # fmt: skip
+_DOSAGE_COVER_HS = ("30049099", "30049099", "30049099", "30045090", "30049099", "30049099")
+_BULK_COVERS = ("PHARMACEUTICAL INTERMEDIATE (HETEROCYCLIC)", "PARACETAMOL IP (BULK DRUG)",
+                "METFORMIN HCL USP DC GRADE", "ORGANIC CHEMICAL (LAB REAGENT)")  # fmt: skip
+_BULK_COVER_HS = ("29339900", "29242990", "29252990", "29420090")
+# What parcels sent by courier/post say they contain (the Mumbai 2021 case hid tablets in snacks).
+_PARCEL_COVERS = (
+    "AYURVEDIC MEDICINE (PERSONAL USE)",
+    "HERBAL SUPPLEMENT CAPSULES",
+    "ASSORTED SNACKS",
+    "GIFT ITEMS",
+)
+_PARCEL_COVER_HS = ("30049011", "21069099", "21069099", "95059090")
+# Leaked descriptions: the substance is named although the heading is generic.
+_LEAKS = {"dosage": "TRAMADOL 225MG", "bulk": "PSEUDOEPHEDRINE HCL (CHEMICAL)"}
+
+
+@dataclass(frozen=True)
+class _Products:
+    """Product catalogue as parallel arrays (index = product code)."""
+
+    key: np.ndarray
+    hs: np.ndarray
+    description: np.ndarray
+    form: np.ndarray  # dosage | bulk | biological
+    unit: np.ndarray
+    unit_value: np.ndarray
+    substance: np.ndarray  # seizure substance name ('' for ordinary medicines: then the API name)
+    controlled: np.ndarray  # bool
+    api: np.ndarray
+    popularity: np.ndarray
+
+
+@dataclass(frozen=True)
+class _World:
+    """Everything fixed across chunks: period, exporters, brokers, consignee pools, products."""
+
+    start: np.datetime64
+    n_days: int
+    season_cdf: np.ndarray  # cumulative seasonal mass, length n_days + 1
+    chunk_days: np.ndarray  # day boundaries of the time-ordered chunks
+    chunk_rows: np.ndarray
+    mid_day: int
+    drift: bool
+    products: _Products
+    legit_codes: dict[str, np.ndarray]  # form -> ordinary product codes
+    licensed_codes: dict[str, np.ndarray]
+    diverted_codes: np.ndarray
+    diverted_weights: np.ndarray
+    drift_codes: np.ndarray
+    drift_weights: np.ndarray
+    # exporters
+    exporter_id: np.ndarray
+    exp_start: np.ndarray
+    exp_end: np.ndarray
+    exp_size: np.ndarray
+    exp_products: np.ndarray  # (n, 6) product codes
+    exp_dests: np.ndarray  # (n, 6) destination codes
+    exp_brokers: np.ndarray  # (n, 2) broker codes
+    exp_sea: np.ndarray
+    exp_air: np.ndarray
+    exp_payment: np.ndarray
+    exp_qscale: np.ndarray
+    exp_price: np.ndarray
+    exp_air_share: np.ndarray
+    exp_hash: np.ndarray
+    diverter_codes: np.ndarray  # established exporters who also divert
+    diverter_weights: np.ndarray
+    front_codes: np.ndarray  # front companies
+    # brokers and consignees
+    broker_id: np.ndarray
+    complicit_brokers: np.ndarray
+    countries: np.ndarray  # country code per country index
+    country_index: dict[str, int]
+    pool_offset: np.ndarray  # per country: regular consignee pool
+    pool_size: np.ndarray
+    indiv_offset: np.ndarray  # per country: individual recipients (courier)
+    indiv_size: np.ndarray
+    shell_codes: np.ndarray  # global consignee codes of shell consignees
+    consignee_id: np.ndarray  # global consignee code -> id string
+    consignee_country: np.ndarray  # global consignee code -> country index
+
+
+def _normalise(weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.array(list(weights))
+    p = np.array(list(weights.values()), dtype=float)
+    return keys, p / p.sum()
+
+
+def _pick(rng: np.random.Generator, weights: dict[str, float], size: int) -> np.ndarray:
+    keys, p = _normalise(weights)
+    return keys[rng.choice(len(keys), size=size, p=p)]
+
+
+def _pick_countries(
+    rng: np.random.Generator, world: _World, weights: dict[str, float], size: int
+) -> np.ndarray:
+    """Country indices drawn by weight."""
+    keys, p = _normalise(weights)
+    codes = np.array([world.country_index[c] for c in keys])
+    return codes[rng.choice(len(keys), size=size, p=p)]
+
+
+def _agency_for(country_code: np.ndarray) -> np.ndarray:
+    """Foreign reporting agency per seizure country (national customs when not listed)."""
+    uniques, inverse = np.unique(country_code.astype(str), return_inverse=True)
+    names = np.array([FOREIGN_AGENCIES.get(c, f"{c}-CUSTOMS") for c in uniques], dtype=object)
+    return names[inverse]
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a stable hash of uint64 values (wrapping arithmetic)."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _unit_float(x: np.ndarray) -> np.ndarray:
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _build_products(
+    rng: np.random.Generator,
+) -> tuple[_Products, dict, dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    pharma = load_reference().pharma_hs
+    rows: list[tuple] = []
+    for rec in pharma.itertuples(index=False):
+        suffix = {"dosage": "99", "bulk": "90", "biological": "00"}[rec.form]
+        for template in rec.description_templates.split("|"):
+            api = template.split()[0].lower()
+            value = rec.typical_unit_value_usd * float(np.exp(rng.normal(0, 0.3)))
+            rows.append(
+                (api, rec.hs_code + suffix, template, rec.form, rec.quantity_unit, value, "", False, "legit")
+            )
+    for key, hs, desc, form, unit, value, substance in _LICENSED_PRODUCTS:
+        rows.append((key, hs, desc, form, unit, value, substance, True, "licensed"))
+    for key, hs, desc, form, unit, value, substance, _w in _DIVERTED_PRODUCTS:
+        rows.append((key, hs, desc, form, unit, value, substance, True, "diverted"))
+    for key, hs, desc, form, unit, value, substance, _w in _DRIFT_PRODUCTS:
+        rows.append((key, hs, desc, form, unit, value, substance, False, "drift"))
+    frame = pd.DataFrame(rows, columns=["key", "hs", "description", "form", "unit", "unit_value", "substance",
+                                        "controlled", "role"])  # fmt: skip
+    frame["api"] = frame["description"].str.split().str[0].str.lower()
+    role = frame["role"].to_numpy()
+    products = _Products(
+        key=frame["key"].to_numpy(dtype=object),
+        hs=frame["hs"].to_numpy(dtype=object),
+        description=frame["description"].to_numpy(dtype=object),
+        form=frame["form"].to_numpy(dtype=object),
+        unit=frame["unit"].to_numpy(dtype=object),
+        unit_value=frame["unit_value"].to_numpy(dtype=float),
+        substance=frame["substance"].to_numpy(dtype=object),
+        controlled=frame["controlled"].to_numpy(dtype=bool),
+        api=frame["api"].to_numpy(dtype=object),
+        popularity=np.exp(rng.normal(0, 0.8, len(frame))),
+    )
+    form = products.form
+    legit = {f: np.flatnonzero((role == "legit") & (form == f)) for f in ("dosage", "bulk", "biological")}
+    licensed = {f: np.flatnonzero((role == "licensed") & (form == f)) for f in ("dosage", "bulk")}
+    diverted = np.flatnonzero(role == "diverted")
+    diverted_w = np.array([w for *_, w in _DIVERTED_PRODUCTS])
+    drift = np.flatnonzero(role == "drift")
+    drift_w = np.array([w for *_, w in _DRIFT_PRODUCTS])
+    return products, legit, licensed, diverted, diverted_w / diverted_w.sum(), drift, drift_w / drift_w.sum()
+
+
+def _season(start: np.datetime64, n_days: int) -> np.ndarray:
+    days = start + np.arange(n_days).astype("timedelta64[D]")
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    month = days.astype("datetime64[M]").astype(int) % 12 + 1
+    weekday = (days.astype(int) + 3) % 7  # 0 = Monday
+    weekday_factor = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.55, 0.12])[weekday]
+    seasonal = (
+        1.0 + 0.12 * np.sin(2 * np.pi * (doy - 80) / 365.25) + 0.25 * (month == 3) - 0.10 * (month == 11)
+    )
+    trend = 1.0 + 0.07 * np.arange(n_days) / 365.25
+    return weekday_factor * seasonal * trend
+
+
+def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, drift: bool) -> _World:
+    start_day = np.datetime64(start, "D")
+    n_days = max(int(round(years * 365.25)), 30)
+    season = _season(start_day, n_days)
+    season_cdf = np.concatenate([[0.0], np.cumsum(season)])
+    products, legit_codes, licensed_codes, diverted_codes, diverted_w, drift_codes, drift_w = _build_products(
+        rng
+    )
+
+    # Exporters: heavy-tailed sizes; a share enters (and leaves) during the period.
+    n_exp = int(np.clip(7 * np.sqrt(rows), 80, 25_000))
+    n_front = max(6, int(rows * TYPOLOGY_RATES["front_company"] / 25))
+    n_div = max(8, int(n_exp * 0.02))
+    n_all = n_exp + n_front
+    size = np.minimum(np.exp(rng.normal(0.0, 1.5, n_all)), 400.0)
+    exp_start = np.where(rng.random(n_all) < 0.28, rng.integers(0, n_days, n_all), 0)
+    exp_end = np.where(rng.random(n_all) < 0.12, rng.integers(0, n_days, n_all) + 30, n_days)
+    exp_end = np.clip(np.maximum(exp_end, exp_start + 60), 1, n_days)
+    # Front companies: appear after the start, live 2-8 months, small ordinary trade as cover.
+    fronts = np.arange(n_exp, n_all)
+    exp_start[fronts] = rng.integers(0, max(1, n_days - 90), n_front)
+    exp_end[fronts] = np.minimum(exp_start[fronts] + rng.integers(60, 240, n_front), n_days)
+    size[fronts] = np.exp(rng.normal(-1.5, 0.5, n_front))
+
+    kind = rng.choice(3, size=n_all, p=[0.3, 0.4, 0.3])  # 0 API maker, 1 formulator, 2 merchant
+    kind[fronts] = 2
+    n_slots = 6
+    exp_products = np.empty((n_all, n_slots), dtype=np.int64)
+    form_p = {0: {"bulk": 0.85, "dosage": 0.15}, 1: {"dosage": 0.85, "biological": 0.07, "bulk": 0.08},
+              2: {"dosage": 0.95, "biological": 0.05}}  # fmt: skip
+    for k, shares in form_p.items():
+        members = np.flatnonzero(kind == k)
+        pool = np.concatenate([legit_codes[f] for f in shares])
+        p = np.concatenate([products.popularity[legit_codes[f]] / products.popularity[legit_codes[f]].sum() * s
+                            for f, s in shares.items()])  # fmt: skip
+        exp_products[members] = pool[rng.choice(len(pool), size=(len(members), n_slots), p=p / p.sum())]
+    # Licensed manufacturers (bigger firms more often) export controlled products legitimately.
+    licensed = (kind < 2) & (rng.random(n_all) < 0.05 * np.clip(size, 0.5, 6.0))
+    licensed[fronts] = False
+    for k, form in ((0, "bulk"), (1, "dosage")):
+        members = np.flatnonzero(licensed & (kind == k))
+        codes = licensed_codes[form]
+        exp_products[members, 1] = codes[rng.integers(0, len(codes), len(members))]
+        extra = members[rng.random(len(members)) < 0.4]
+        exp_products[extra, 3] = codes[rng.integers(0, len(codes), len(extra))]
+
+    countries = np.array(sorted(set(DESTINATIONS) | set(HUB_WEIGHTS) | set(SHELL_COUNTRIES) | {"IN"}))
+    country_index = {c: i for i, c in enumerate(countries)}
+    dest_keys, dest_p = _normalise(DESTINATIONS)
+    dest_codes = np.array([country_index[c] for c in dest_keys])
+    exp_dests = dest_codes[rng.choice(len(dest_keys), size=(n_all, n_slots), p=dest_p)]
+
+    # Brokers: Zipf-like popularity; three mid-sized ones are complicit (and keep legitimate clients).
+    n_brokers = int(np.clip(n_exp / 12, 20, 3000))
+    broker_id = np.array([f"CB{n:05d}" for n in rng.choice(90_000, n_brokers, replace=False) + 10_000])
+    broker_p = 1.0 / np.arange(1, n_brokers + 1) ** 0.9
+    exp_brokers = rng.choice(n_brokers, size=(n_all, 2), p=broker_p / broker_p.sum())
+    complicit = rng.choice(np.arange(4, min(30, n_brokers)), size=3, replace=False)
+
+    # Established exporters who also divert: merchants and formulators of small to mid size.
+    candidates = np.flatnonzero((kind[:n_exp] > 0) & (size[:n_exp] < 20))
+    diverters = rng.choice(candidates, size=min(n_div, len(candidates)), replace=False)
+    diverter_w = np.exp(rng.normal(0, 0.7, len(diverters)))
+
+    # Consignee pools: regular buyers per destination, individual recipients for courier
+    # destinations, and a few shell consignees shared by diverting exporters.
+    n_countries = len(countries)
+    w = np.array([DESTINATIONS.get(c, 0.3) + HUB_WEIGHTS.get(c, 0.0) for c in countries])
+    pool_size = np.maximum(15, (w / w.sum() * n_exp * 4).astype(np.int64))
+    indiv_size = np.array([max(200, rows // 150) if c in COURIER_DESTINATIONS else 50 for c in countries])
+    pool_offset = np.concatenate([[0], np.cumsum(pool_size)[:-1]])
+    indiv_offset = pool_size.sum() + np.concatenate([[0], np.cumsum(indiv_size)[:-1]])
+    n_shell = max(6, (n_div + n_front) // 4)
+    shell_start = int(pool_size.sum() + indiv_size.sum())
+    shell_codes = np.arange(shell_start, shell_start + n_shell)
+    n_consignees = shell_start + n_shell
+    consignee_country = np.empty(n_consignees, dtype=np.int64)
+    for i in range(n_countries):
+        consignee_country[pool_offset[i] : pool_offset[i] + pool_size[i]] = i
+        consignee_country[indiv_offset[i] : indiv_offset[i] + indiv_size[i]] = i
+    shell_countries = _pick(rng, SHELL_COUNTRIES, n_shell)
+    consignee_country[shell_codes] = [country_index[c] for c in shell_countries]
+    consignee_numbers = rng.choice(9_000_000, n_consignees, replace=False) + 1_000_000
+    consignee_id = np.char.add("C", consignee_numbers.astype(str)).astype(object)
+
+    exporter_numbers = rng.choice(9_000_000_000, n_all, replace=False) + 1_000_000_000
+    sea_keys, sea_p = _normalise(SEA_PORTS)
+    air_keys, air_p = _normalise(AIR_PORTS)
+
+    # Chunks: equal row counts over time windows of equal expected activity.
+    starts = np.zeros(n_days + 1)
+    np.add.at(starts, exp_start, size)
+    np.add.at(starts, exp_end, -size)
+    intensity = season * np.cumsum(starts)[:n_days]
+    cum = np.concatenate([[0.0], np.cumsum(intensity)])
+    n_chunks = max(1, -(-rows // CHUNK_ROWS))
+    edges = np.searchsorted(cum, cum[-1] * np.arange(1, n_chunks) / n_chunks)
+    chunk_days = np.unique(np.concatenate([[0], np.clip(edges, 1, n_days - 1), [n_days]]))
+    n_chunks = len(chunk_days) - 1
+    chunk_rows = np.full(n_chunks, rows // n_chunks)
+    chunk_rows[: rows % n_chunks] += 1
+
+    return _World(
+        start=start_day,
+        n_days=n_days,
+        season_cdf=season_cdf,
+        chunk_days=chunk_days,
+        chunk_rows=chunk_rows,
+        mid_day=n_days // 2,
+        drift=drift,
+        products=products,
+        legit_codes=legit_codes,
+        licensed_codes=licensed_codes,
+        diverted_codes=diverted_codes,
+        diverted_weights=diverted_w,
+        drift_codes=drift_codes,
+        drift_weights=drift_w,
+        exporter_id=exporter_numbers.astype(str).astype(object),
+        exp_start=exp_start,
+        exp_end=exp_end,
+        exp_size=size,
+        exp_products=exp_products,
+        exp_dests=exp_dests,
+        exp_brokers=exp_brokers,
+        exp_sea=sea_keys[rng.choice(len(sea_keys), n_all, p=sea_p)],
+        exp_air=air_keys[rng.choice(len(air_keys), n_all, p=air_p)],
+        exp_payment=rng.choice(len(PAYMENT), n_all, p=PAYMENT_WEIGHTS),
+        exp_qscale=rng.normal(0, 0.5, n_all) + 0.2 * np.log(size),
+        exp_price=np.exp(rng.normal(0, 0.2, n_all)),
+        exp_air_share=rng.beta(1.2, 6.0, n_all),
+        exp_hash=_mix64(exporter_numbers.astype(np.uint64)),
+        diverter_codes=diverters,
+        diverter_weights=diverter_w,
+        front_codes=fronts,
+        broker_id=broker_id,
+        complicit_brokers=complicit,
+        countries=countries,
+        country_index=country_index,
+        pool_offset=pool_offset,
+        pool_size=pool_size,
+        indiv_offset=indiv_offset,
+        indiv_size=indiv_size,
+        shell_codes=shell_codes,
+        consignee_id=consignee_id,
+        consignee_country=consignee_country,
+    )
+
+
+def _sample_exporters_and_days(
+    world: _World, rng: np.random.Generator, codes: np.ndarray, weights: np.ndarray, lo: int, hi: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exporters (from `codes`, by weight x seasonal mass while active) and their days within [lo, hi)."""
+    a = np.clip(world.exp_start[codes], lo, hi)
+    b = np.clip(world.exp_end[codes], lo, hi)
+    cdf = world.season_cdf
+    mass = np.where(b > a, cdf[b] - cdf[a], 0.0)
+    p = weights * mass
+    if n == 0 or p.sum() <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    pick = rng.choice(len(codes), size=n, p=p / p.sum())
+    u = cdf[a[pick]] + rng.random(n) * mass[pick]
+    day = np.clip(np.searchsorted(cdf, u, side="right") - 1, a[pick], b[pick] - 1)
+    return codes[pick], day
+
+
+def _seconds_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
+    hour_w = np.array(
+        [1, 1, 1, 1, 1, 2, 4, 8, 14, 20, 24, 24, 22, 22, 24, 24, 22, 18, 14, 10, 7, 4, 2, 1], float
+    )
+    hours = rng.choice(24, size=n, p=hour_w / hour_w.sum())
+    return hours * 3600 + rng.integers(0, 3600, n)
+
+
+def _regular_consignee(
+    world: _World, exporter: np.ndarray, country: np.ndarray, slot: np.ndarray
+) -> np.ndarray:
+    """A stable buyer of `exporter` in `country` (slot 0 = main buyer); popular buyers are shared."""
+    h = _mix64(world.exp_hash[exporter] ^ (slot.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+               ^ (country.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))  # fmt: skip
+    u = _unit_float(h) ** 1.6
+    return world.pool_offset[country] + (u * world.pool_size[country]).astype(np.int64)
+
+
+def _legit_rows(world: _World, rng: np.random.Generator, n: int, lo: int, hi: int) -> dict[str, np.ndarray]:
+    prods = world.products
+    exporter, day = _sample_exporters_and_days(
+        world, rng, np.arange(len(world.exporter_id)), world.exp_size, lo, hi, n
+    )
+    n = len(exporter)
+    slot = np.minimum(rng.geometric(0.45, n) - 1, world.exp_products.shape[1] - 1)
+    product = world.exp_products[exporter, slot]
+    dslot = np.minimum(rng.geometric(0.5, n) - 1, world.exp_dests.shape[1] - 1)
+    dest = world.exp_dests[exporter, dslot]
+    form = prods.form[product]
+
+    # Transport: biologicals fly, a per-exporter air share, some courier samples and post.
+    r = rng.random(n)
+    air = (form == "biological") & (r < 0.8) | (r < world.exp_air_share[exporter])
+    mode = np.where(air, "AIR", "SEA").astype(object)
+    r2 = rng.random(n)
+    mode[r2 < 0.028] = "COURIER"
+    mode[r2 < 0.004] = "POST"
+    port = np.where(mode == "SEA", world.exp_sea[exporter], world.exp_air[exporter]).astype(object)
+    courier = (mode == "COURIER") | (mode == "POST")
+    port[courier] = _pick(rng, COURIER_PORTS, int(courier.sum()))
+
+    log_q = (
+        np.where(prods.unit[product] == "KGM", np.log(400.0), np.log(15_000.0)) + world.exp_qscale[exporter]
+    )
+    log_q = log_q + rng.normal(0, 0.7, n) - 1.6 * (mode == "AIR") - 5.0 * courier
+    quantity = np.exp(log_q)
+    # Occasional large legitimate orders (tenders, annual contracts).
+    big = rng.random(n) < 0.01
+    quantity[big] *= rng.uniform(3, 10, int(big.sum()))
+    unit_value = prods.unit_value[product] * world.exp_price[exporter] * np.exp(rng.normal(0, 0.25, n))
+    unit_value *= np.where(courier, rng.uniform(0.5, 1.2, n), 1.0)
+
+    # Buyers: stable per exporter; trading companies in hubs; individuals for couriers.
+    cslot = np.minimum(rng.geometric(0.55, n) - 1, 7)
+    consignee = _regular_consignee(world, exporter, dest, cslot)
+    hub_keys, hub_p = _normalise(HUB_WEIGHTS)
+    hub_codes = np.array([world.country_index[c] for c in hub_keys])
+    mismatch = rng.random(n) < 0.03
+    hub_country = hub_codes[rng.choice(len(hub_codes), n, p=hub_p)]
+    mismatch &= hub_country != dest
+    consignee[mismatch] = _regular_consignee(
+        world, exporter[mismatch], hub_country[mismatch], cslot[mismatch]
+    )
+    indiv = courier & (rng.random(n) < 0.5)
+    consignee[indiv] = world.indiv_offset[dest[indiv]] + (
+        rng.random(int(indiv.sum())) * world.indiv_size[dest[indiv]]
+    ).astype(np.int64)
+
+    transship = (mode == "SEA") & (rng.random(n) < 0.07)
+    ts_country = np.where(transship, hub_codes[rng.choice(len(hub_codes), n, p=hub_p)], -1)
+    ts_country[ts_country == dest] = -1
+
+    payment = np.where(rng.random(n) < 0.7, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
+    payment[rng.random(n) < 0.02] = -1
+    broker = world.exp_brokers[exporter, (rng.random(n) < 0.15).astype(np.int64)]
+    broker[rng.random(n) < 0.03] = -1
+    # Licensed controlled exports carry an authorisation, bar the odd clerical omission.
+    authorised = prods.controlled[product] & (rng.random(n) > 0.05)
+
+    hs = prods.hs[product].copy()
+    description = _describe(rng, prods.description[product], empty_share=0.01)
+    _parcel_cover(rng, courier & (rng.random(n) < 0.15), hs, description)
+    return {
+        "exporter": exporter, "day": day, "product": product, "hs": hs, "description": description, "dest": dest,
+        "consignee": consignee, "mode": mode, "port": port, "quantity": quantity, "unit_value": unit_value,
+        "payment": payment, "broker": broker, "authorised": authorised, "transship": ts_country,
+        "typology": np.full(n, -1), "flags": np.zeros(n, dtype=np.int64),
+    }  # fmt: skip
+
+
+def _describe(rng: np.random.Generator, base: np.ndarray, empty_share: float) -> np.ndarray:
+    suffix = np.array(DESCRIPTION_SUFFIXES, dtype=object)[
+        rng.integers(0, len(DESCRIPTION_SUFFIXES), len(base))
+    ]
+    text = base + suffix
+    text[rng.random(len(base)) < empty_share] = ""
+    return text
+
+
+def _parcel_cover(
+    rng: np.random.Generator, mask: np.ndarray, hs: np.ndarray, description: np.ndarray
+) -> None:
+    """Overwrite (in place) heading and description of the masked parcels with parcel cover goods."""
+    idx = np.flatnonzero(mask)
+    which = rng.integers(0, len(_PARCEL_COVERS), len(idx))
+    hs[idx] = np.array(_PARCEL_COVER_HS, dtype=object)[which]
+    description[idx] = np.array(_PARCEL_COVERS, dtype=object)[which]
+
+
+def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
+    """Boolean (n, len(FLAGS)) matrix: the typology's flag plus 0-3 compatible extra flags."""
+    n = len(typology)
+    n_flags = len(FLAGS)
+    keys = rng.random((n, n_flags))
+    keys[:, _F[DRIFT_TYPOLOGY]] = -1.0  # the drift route is never an extra flag
+    keys[np.arange(n), typology] = 2.0
+    for a, b in _INCOMPATIBLE:
+        ia, ib = _F[a], _F[b]
+        keys[typology == ia, ib] = -1.0
+        keys[typology == ib, ia] = -1.0
+    extra = rng.choice(4, size=n, p=[0.30, 0.35, 0.22, 0.13])  # 1-4 flags in total
+    order = np.argsort(-keys, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n_flags)[None, :].repeat(n, 0), axis=1)
+    on = (rank <= extra[:, None]) & (keys >= 0)
+    # Drop the second of an incompatible pair drawn together as extras.
+    for a, b in _INCOMPATIBLE:
+        on[on[:, _F[a]], _F[b]] = False
+    on[np.arange(n), typology] = True
+    return on
+
+
+def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, lo: int, hi: int) -> dict:
+    prods = world.products
+    typology = np.repeat(np.arange(len(FLAGS)), counts)
+    n = len(typology)
+    flags = _draw_flags(rng, typology)
+    f = {name: flags[:, i] for name, i in _F.items()}
+
+    exporter = np.empty(n, dtype=np.int64)
+    day = np.empty(n, dtype=np.int64)
+    is_front = f["front_company"]
+    is_drift = typology == _F[DRIFT_TYPOLOGY]
+    groups = [
+        (is_front, world.front_codes, np.ones(len(world.front_codes)), lo, hi),
+        (~is_front & ~is_drift, world.diverter_codes, world.diverter_weights, lo, hi),
+        (~is_front & is_drift, world.diverter_codes, world.diverter_weights, max(lo, world.mid_day), hi),
+    ]
+    keep = np.ones(n, dtype=bool)
+    for mask, codes, weights, a, b in groups:
+        idx = np.flatnonzero(mask)
+        e, d = _sample_exporters_and_days(world, rng, codes, weights, a, b, len(idx))
+        if len(e) < len(idx):  # nobody of this group is active in the window
+            keep[idx] = False
+            continue
+        exporter[idx], day[idx] = e, d
+    # Drift rows from front companies must also fall in the second half.
+    keep &= ~is_drift | (day >= world.mid_day)
+    if not keep.all():
+        typology, flags, exporter, day = typology[keep], flags[keep], exporter[keep], day[keep]
+        f = {name: flags[:, i] for name, i in _F.items()}
+        is_drift = is_drift[keep]
+        n = len(typology)
+
+    # What is really shipped.
+    product = world.diverted_codes[rng.choice(len(world.diverted_codes), n, p=world.diverted_weights)]
+    tramadol_225 = world.diverted_codes[0]
+    product[f["west_africa_tramadol"]] = tramadol_225
+    courier = f["courier_dropship"]
+    dosage_div = world.diverted_codes[prods.form[world.diverted_codes] == "dosage"]
+    product[courier] = dosage_div[rng.integers(0, 4, int(courier.sum()))]  # tramadol / alprazolam tablets
+    product[is_drift] = world.drift_codes[rng.choice(len(world.drift_codes), int(is_drift.sum()),
+                                                     p=world.drift_weights)]  # fmt: skip
+    form = prods.form[product]
+
+    # Declared heading and description: truthful, cover goods, or a cover heading that leaks.
+    hs = prods.hs[product].copy()
+    description = _describe(rng, prods.description[product], empty_share=0.0)
+    mis = f["misdeclared_cover"]
+    for form_name, covers, cover_hs in (("dosage", _DOSAGE_COVERS, _DOSAGE_COVER_HS),
+                                        ("bulk", _BULK_COVERS, _BULK_COVER_HS)):  # fmt: skip
+        idx = np.flatnonzero(mis & (form == form_name))
+        which = rng.integers(0, len(covers), len(idx))
+        hs[idx] = np.array(cover_hs, dtype=object)[which]
+        description[idx] = _describe(rng, np.array(covers, dtype=object)[which], empty_share=0.05)
+        leak = idx[rng.random(len(idx)) < 0.3]
+        description[leak] = _LEAKS[form_name]
+        hs[leak] = np.array(cover_hs, dtype=object)[0]
+    _parcel_cover(rng, courier & (rng.random(n) < 0.6), hs, description)
+    authorised = ~mis & ~f["no_authorisation"] & prods.controlled[product] & (hs == prods.hs[product])
+
+    # Route.
+    exp_dest = world.exp_dests[exporter, np.minimum(rng.geometric(0.5, n) - 1, 5)]
+    dest_codes = world.country_index
+    dest = exp_dest.copy()
+    wa = f["west_africa_tramadol"]
+    dest[wa] = _pick_countries(rng, world, WEST_AFRICA, int(wa.sum()))
+    dest[courier] = _pick_countries(rng, world, COURIER_DESTINATIONS, int(courier.sum()))
+    dest[is_drift] = _pick_countries(rng, world, DRIFT_DESTINATIONS, int(is_drift.sum()))
+
+    mode = np.where(rng.random(n) < np.maximum(world.exp_air_share[exporter], 0.1), "AIR", "SEA").astype(
+        object
+    )
+    mode[wa | is_drift] = "SEA"
+    mode[courier] = np.where(rng.random(int(courier.sum())) < 0.75, "COURIER", "POST")
+    port = np.where(mode == "SEA", world.exp_sea[exporter], world.exp_air[exporter]).astype(object)
+    port[courier] = _pick(rng, COURIER_PORTS, int(courier.sum()))
+    port[is_drift & (rng.random(n) < 0.6)] = "INMUN"
+
+    ts = np.full(n, -1)
+    hub = f["hub_transshipment"]
+    ts[hub] = _pick_countries(rng, world, DIVERSION_HUBS, int(hub.sum()))
+    ts[hub & wa & (rng.random(n) < 0.6)] = dest_codes["TG"]
+    ts[is_drift] = dest_codes["TR"]
+    ts[ts == dest] = -1
+
+    # Buyers: a new buyer per shipment by default, a hub trading company, a shared shell, or an individual.
+    pool = world.pool_offset[dest] + (rng.random(n) * world.pool_size[dest]).astype(np.int64)
+    consignee = pool
+    mm = f["consignee_mismatch"]
+    hub_c = _pick_countries(rng, world, DIVERSION_HUBS, n)
+    hub_c[is_drift] = dest_codes["TR"]
+    mm = (mm | is_drift) & (hub_c != dest)
+    consignee[mm] = world.pool_offset[hub_c[mm]] + (
+        rng.random(int(mm.sum())) * world.pool_size[hub_c[mm]]
+    ).astype(np.int64)
+    shell = f["shell_consignee"]
+    consignee[shell] = world.shell_codes[rng.integers(0, len(world.shell_codes), int(shell.sum()))]
+    consignee[courier] = world.indiv_offset[dest[courier]] + (
+        rng.random(int(courier.sum())) * world.indiv_size[dest[courier]]
+    ).astype(np.int64)
+
+    # Quantities and values.
+    bulk = prods.unit[product] == "KGM"
+    log_q = (
+        np.where(bulk, np.log(300.0), np.log(12_000.0)) + world.exp_qscale[exporter] + rng.normal(0, 0.6, n)
+    )
+    log_q -= 1.6 * (mode == "AIR")
+    quantity = np.exp(log_q)
+    spike = f["quantity_spike"]
+    quantity[spike] *= rng.uniform(4, 15, int(spike.sum()))
+    quantity[wa] *= rng.uniform(1.5, 6, int(wa.sum()))  # container loads, as at Mundra
+    quantity[courier] = np.exp(rng.normal(np.log(12), 0.8, int(courier.sum())))
+    # Declared unit value follows the *declared* goods (cover goods for misdeclared rows).
+    value_ref = prods.unit_value[product].copy()
+    value_ref[mis & ~bulk] = 1.5
+    value_ref[mis & bulk] = 8.0
+    unit_value = value_ref * world.exp_price[exporter] * np.exp(rng.normal(0, 0.3, n))
+    under = f["undervaluation"]
+    unit_value[under] = value_ref[under] * rng.uniform(0.1, 0.4, int(under.sum()))
+
+    payment = np.where(rng.random(n) < 0.7, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
+    payment[f["advance_payment"]] = PAYMENT.index("ADVANCE")
+    broker = world.exp_brokers[exporter, (rng.random(n) < 0.15).astype(np.int64)]
+    comp = f["complicit_broker"]
+    broker[comp] = world.complicit_brokers[rng.integers(0, len(world.complicit_brokers), int(comp.sum()))]
+
+    bits = (flags.astype(np.int64) << np.arange(len(FLAGS))).sum(axis=1)
+    return {
+        "exporter": exporter, "day": day, "product": product, "hs": hs, "description": description,
+        "dest": dest, "consignee": consignee, "mode": mode, "port": port, "quantity": quantity,
+        "unit_value": unit_value, "payment": payment, "broker": broker, "authorised": authorised,
+        "transship": ts, "typology": typology, "flags": bits,
+    }  # fmt: skip
+
+
+def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _chunk(
+    world: _World, rng: np.random.Generator, k: int, first_number: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Declarations and ground truth of chunk `k` (a time window), plus raw seizure columns."""
+    lo, hi = int(world.chunk_days[k]), int(world.chunk_days[k + 1])
+    n_rows = int(world.chunk_rows[k])
+    rates = np.array([*TYPOLOGY_RATES.values(), 0.0])
+    if world.drift and hi > world.mid_day:
+        cdf = world.season_cdf
+        late = (cdf[hi] - cdf[max(lo, world.mid_day)]) / (cdf[hi] - cdf[lo])
+        rates[-1] = DRIFT_RATE * late
+    counts = rng.binomial(n_rows, rates)
+    diverted = _diverted_rows(world, rng, counts, lo, hi)
+    legit = _legit_rows(world, rng, n_rows - len(diverted["day"]), lo, hi)
+    rows = _concat([legit, diverted])
+    n = len(rows["day"])
+    seconds = rows["day"] * 86_400 + _seconds_of_day(rng, n)
+    order = np.argsort(seconds, kind="stable")
+    rows = {key: value[order] for key, value in rows.items()}
+    seconds = seconds[order]
+    prods = world.products
+
+    unit = prods.unit[rows["product"]]
+    quantity = np.where(
+        unit == "KGM", np.round(rows["quantity"], 2), np.maximum(np.round(rows["quantity"]), 1)
+    )
+    quantity = np.maximum(quantity, 0.01)
+    kg_per_unit = np.select([unit == "KGM", prods.form[rows["product"]] == "biological"], [1.0, 0.08], 0.035)
+    gross = quantity * kg_per_unit * np.exp(rng.normal(0.08, 0.05, n)) + rng.uniform(0.2, 3.0, n)
+    years_in = rows["day"] / 365.25
+    value = np.round(quantity * rows["unit_value"] * (1 + 0.03 * years_in), 2)
+    year = (world.start + rows["day"].astype("timedelta64[D]")).astype("datetime64[Y]").astype(int) + 1970
+    auth_numbers = rng.integers(0, 1_000_000, n)
+    authorisation = np.where(
+        rows["authorised"],
+        np.char.add(
+            np.char.add(np.char.add("NC/EA/", year.astype(str)), "/"),
+            np.char.zfill(auth_numbers.astype(str), 6),
+        ),
+        "",
+    ).astype(object)
+    authorisation[~rows["authorised"]] = None
+    countries = world.countries.astype(object)
+    dest = countries[rows["dest"]]
+    ts = np.where(rows["transship"] >= 0, countries[np.maximum(rows["transship"], 0)], None)
+    payment = np.where(
+        rows["payment"] >= 0, np.array(PAYMENT, dtype=object)[np.maximum(rows["payment"], 0)], None
+    )
+    broker = np.where(
+        rows["broker"] >= 0, world.broker_id.astype(object)[np.maximum(rows["broker"], 0)], None
+    )
+    numbers = first_number + np.arange(n)
+    declaration_id = np.char.add("SB", np.char.zfill(numbers.astype(str), 8)).astype(object)
+    declared_at = world.start.astype("datetime64[s]") + seconds.astype("timedelta64[s]")
+
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": pd.array(declaration_id, dtype="str"),
+            "declared_at": declared_at.astype("datetime64[us]"),
+            "exporter_id": pd.array(world.exporter_id[rows["exporter"]], dtype="str"),
+            "consignee_id": pd.array(world.consignee_id[rows["consignee"]], dtype="str"),
+            "consignee_country": pd.array(countries[world.consignee_country[rows["consignee"]]], dtype="str"),
+            "destination_country": pd.array(dest, dtype="str"),
+            "port_of_loading": pd.array(rows["port"], dtype="str"),
+            "transport_mode": pd.array(rows["mode"], dtype="str"),
+            "hs_code": pd.array(rows["hs"], dtype="str"),
+            "goods_description": pd.array(rows["description"], dtype="str"),
+            "quantity": quantity,
+            "quantity_unit": pd.array(unit, dtype="str"),
+            "gross_weight_kg": np.round(gross, 2),
+            "declared_value_usd": value,
+            "customs_broker_id": pd.array(broker, dtype="str"),
+            "payment_terms": pd.array(payment, dtype="str"),
+            "export_authorization_id": pd.array(authorisation, dtype="str"),
+            "transshipment_country": pd.array(ts, dtype="str"),
+        }
+    )
+    typology_names = np.array([*FLAGS, LEGITIMATE], dtype=object)
+    flag_text = _flag_text(rows["flags"])
+    ground_truth = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"],
+            "typology": pd.array(typology_names[rows["typology"]], dtype="str"),
+            "diverted": rows["typology"] >= 0,
+            "red_flags": pd.array(flag_text, dtype="str"),
+        }
+    )
+    raw = {
+        "declaration_id": declaration_id, "seconds": seconds, "exporter": rows["exporter"],
+        "consignee": rows["consignee"], "dest": rows["dest"], "transship": rows["transship"],
+        "typology": rows["typology"], "product": rows["product"], "gross": gross,
+    }  # fmt: skip
+    return declarations, ground_truth, _seizures_for_chunk(world, rng, raw)
+
+
+def _flag_text(bits: np.ndarray) -> np.ndarray:
+    uniques, inverse = np.unique(bits, return_inverse=True)
+    names = np.array(
+        [";".join(FLAGS[i] for i in range(len(FLAGS)) if u >> i & 1) for u in uniques], dtype=object
+    )
+    return names[inverse]
+
+
+def _seizures_for_chunk(world: _World, rng: np.random.Generator, raw: dict) -> dict[str, np.ndarray]:
+    """Seizure rows (not yet sorted or numbered) for one chunk's declarations."""
+    prods = world.products
+    typology = raw["typology"]
+    n = len(typology)
+    diverted = typology >= 0
+    p_seize = np.array([SEIZURE_PROBABILITY.get(t, DEFAULT_SEIZURE_PROBABILITY) for t in FLAGS])
+    seized = diverted & (rng.random(n) < p_seize[np.maximum(typology, 0)])
+    # Paperwork seizures of legitimate shipments (label noise), mostly controlled lines.
+    controlled = prods.controlled[raw["product"]]
+    seized |= ~diverted & (rng.random(n) < np.where(controlled, 0.006, 0.0009))
+    idx = np.flatnonzero(seized)
+    m = len(idx)
+    legit = ~diverted[idx]
+
+    in_india = legit | (rng.random(m) < 0.35)
+    lag_days = np.where(
+        in_india,
+        rng.exponential(3.0, m) + 0.1,
+        np.where(
+            rng.random(m) < 0.07, rng.uniform(181, 400, m), np.clip(rng.lognormal(np.log(30), 0.7, m), 2, 150)
+        ),
+    )
+    transit = raw["transship"][idx]
+    abroad_country = np.where((transit >= 0) & (rng.random(m) < 0.35), transit, raw["dest"][idx])
+    in_code = world.country_index["IN"]
+    country = np.where(in_india, in_code, abroad_country)
+    country_code = world.countries.astype(object)[country]
+    agency = _agency_for(country_code)
+    agency[in_india] = np.array(INDIAN_AGENCIES, dtype=object)[rng.integers(0, 3, int(in_india.sum()))]
+    agency[legit] = "CUSTOMS-SIIB"
+    product = raw["product"][idx]
+    substance = np.where(prods.substance[product] != "", prods.substance[product], prods.api[product])
+    qty_kg = np.round(raw["gross"][idx] * rng.uniform(0.4, 1.0, m), 1)
+    qty_kg[legit] = np.round(raw["gross"][idx][legit] * rng.uniform(0.01, 0.2, int(legit.sum())), 1)
+    exporter = world.exporter_id[raw["exporter"][idx]].copy()
+    exporter[rng.random(m) < 0.1] = None
+    consignee = world.consignee_id[raw["consignee"][idx]].copy()
+    consignee[rng.random(m) < 0.2] = None
+    linked = {
+        "seconds": raw["seconds"][idx] + (lag_days * 86_400).astype(np.int64),
+        "declaration_id": raw["declaration_id"][idx],
+        "exporter_id": exporter,
+        "consignee_id": consignee,
+        "country": country_code,
+        "substance": substance,
+        "quantity_kg": qty_kg,
+        "agency": agency,
+    }
+
+    # Intelligence seizures: name only an exporter or a consignee of diverted trade.
+    div_idx = np.flatnonzero(diverted)
+    k = int(round(0.12 * len(div_idx) * 0.5)) if len(div_idx) else 0
+    anchor = div_idx[rng.integers(0, len(div_idx), k)] if k else np.empty(0, dtype=np.int64)
+    names_exporter = rng.random(k) < 0.6
+    intel_country = np.where(rng.random(k) < 0.7, in_code, raw["dest"][anchor])
+    intel_code = world.countries.astype(object)[intel_country]
+    intel_agency = _agency_for(intel_code)
+    intel_agency[intel_country == in_code] = "NCB"
+    intel = {
+        "seconds": raw["seconds"][anchor] + (rng.uniform(10, 200, k) * 86_400).astype(np.int64),
+        "declaration_id": np.full(k, None, dtype=object),
+        "exporter_id": np.where(names_exporter, world.exporter_id[raw["exporter"][anchor]], None),
+        "consignee_id": np.where(~names_exporter, world.consignee_id[raw["consignee"][anchor]], None),
+        "country": intel_code,
+        "substance": prods.substance[raw["product"][anchor]],
+        "quantity_kg": np.round(rng.lognormal(np.log(20), 1.0, k), 1),
+        "agency": intel_agency,
+    }
+    return _concat([linked, intel])
+
+
+def _finish_seizures(world: _World, parts: list[dict]) -> pd.DataFrame:
+    raw = _concat(parts)
+    end_seconds = world.n_days * 86_400
+    keep = raw["seconds"] < end_seconds  # seizures after the data's end are not known yet
+    raw = {k: v[keep] for k, v in raw.items()}
+    order = np.lexsort((raw["declaration_id"].astype(str), raw["seconds"]))
+    raw = {k: v[order] for k, v in raw.items()}
+    n = len(order)
+    seizure_id = np.char.add("SZ", np.char.zfill((100_001 + np.arange(n)).astype(str), 7)).astype(object)
+    return pd.DataFrame(
+        {
+            "seizure_id": pd.array(seizure_id, dtype="str"),
+            "seized_at": (
+                world.start.astype("datetime64[s]") + raw["seconds"].astype("timedelta64[s]")
+            ).astype("datetime64[us]"),
+            "declaration_id": pd.array(raw["declaration_id"], dtype="str"),
+            "exporter_id": pd.array(raw["exporter_id"], dtype="str"),
+            "consignee_id": pd.array(raw["consignee_id"], dtype="str"),
+            "country": pd.array(raw["country"], dtype="str"),
+            "substance": pd.array(raw["substance"], dtype="str"),
+            "quantity_kg": raw["quantity_kg"].astype(float),
+            "agency": pd.array(raw["agency"], dtype="str"),
+        }
+    )
+
+
+def _iter_history(
+    rows: int, years: float, seed: int, start: str, drift: bool, progress: bool
+) -> Iterator[tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]]:
+    """Yield (declarations, ground_truth, None) per chunk, then (None, None, seizures)."""
+    if rows <= 0:
+        raise ValueError(f"rows must be positive, got {rows}")
+    seeds = np.random.SeedSequence(seed)
+    world_seed, *chunk_seeds = seeds.spawn(1 + max(1, -(-rows // CHUNK_ROWS)))
+    world = _build_world(rows, years, np.random.default_rng(world_seed), start, drift)
+    seizure_parts = []
+    number = 1_000_001
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=False)
+        bar.start()
+        task = bar.add_task("generating declarations", total=rows)
+    try:
+        for k in range(len(world.chunk_rows)):
+            declarations, ground_truth, seizures = _chunk(
+                world, np.random.default_rng(chunk_seeds[k]), k, number
+            )
+            number += len(declarations)
+            seizure_parts.append(seizures)
+            if bar is not None:
+                bar.update(task, advance=len(declarations))
+            yield declarations, ground_truth, None
+    finally:
+        if bar is not None:
+            bar.stop()
+    yield None, None, _finish_seizures(world, seizure_parts)
+
+
+def generate_history(
+    rows: int = 200_000,
+    years: float = 3.0,
+    seed: int = 42,
+    start: str = "2022-01-01",
+    drift: bool = False,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Synthetic declarations, seizures and ground truth (declaration_id, typology, diverted, red_flags)."""
+    declarations, truths, seizures = [], [], None
+    for decl, truth, seiz in _iter_history(rows, years, seed, start, drift, progress):
+        if decl is not None:
+            declarations.append(decl)
+            truths.append(truth)
+        else:
+            seizures = seiz
+    return (
+        pd.concat(declarations, ignore_index=True),
+        seizures,
+        pd.concat(truths, ignore_index=True),
+    )
+
+
+class _TableWriter:
+    """Appends DataFrames to one CSV or Parquet file, deterministically."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self._parquet: pq.ParquetWriter | None = None
+        self._started = False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self._parquet.write_table(table, row_group_size=CHUNK_ROWS)
+        else:
+            frame.to_csv(self.path, mode="a" if self._started else "w", header=not self._started, index=False,
+                         date_format="%Y-%m-%dT%H:%M:%S", lineterminator="\n")  # fmt: skip
+        self._started = True
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def write_history(out_dir: Path, rows: int, years: float, seed: int, fmt: str, drift: bool = False) -> None:
+    """Write declarations.<fmt>, seizures.<fmt> and ground_truth.<fmt> to `out_dir`; print a summary."""
+    from rich.console import Console
+
+    fmt = fmt.lower()
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format must be 'csv' or 'parquet', got {fmt!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    decl_writer = _TableWriter(out_dir / f"declarations.{fmt}", fmt)
+    truth_writer = _TableWriter(out_dir / f"ground_truth.{fmt}", fmt)
+    n_rows = n_diverted = 0
+    first = last = None
+    seizures = None
+    try:
+        for decl, truth, seiz in _iter_history(rows, years, seed, "2022-01-01", drift, progress=True):
+            if decl is None:
+                seizures = seiz
+                continue
+            decl_writer.write(decl)
+            truth_writer.write(truth)
+            n_rows += len(decl)
+            n_diverted += int(truth["diverted"].sum())
+            first = decl["declared_at"].iloc[0] if first is None else first
+            last = decl["declared_at"].iloc[-1]
+    finally:
+        decl_writer.close()
+        truth_writer.close()
+    seizure_writer = _TableWriter(out_dir / f"seizures.{fmt}", fmt)
+    seizure_writer.write(seizures)
+    seizure_writer.close()
+    linked = int(seizures["declaration_id"].notna().sum())
+    Console().print(
+        f"[bold]{n_rows:,}[/] declarations ({first:%Y-%m-%d} to {last:%Y-%m-%d}), "
+        f"{n_diverted:,} diverted ({n_diverted / n_rows:.2%}); {len(seizures):,} seizures "
+        f"({linked:,} tied to a declaration, {len(seizures) - linked:,} intelligence-only); "
+        f"written to {out_dir} in {time.perf_counter() - began:.1f} s"
+    )
