@@ -99,7 +99,7 @@ def profile_history(declarations_path: Path, seizures_path: Path) -> dict:
             typ.add_column(name, justify="left" if name == "typology" else "right")
         for name, rec in result["typologies"].iterrows():
             typ.add_row(
-                str(name), f"{rec['declarations']:,}", f"{rec['share']:.3%}", f"{int(rec['labelled']):,}"
+                str(name), f"{int(rec['declarations']):,}", f"{rec['share']:.3%}", f"{int(rec['labelled']):,}"
             )
         console.print(typ)
     return result
