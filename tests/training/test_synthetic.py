@@ -1,0 +1,176 @@
+"""Synthetic export history: contract shape, determinism, label realism, no label leaks in ids."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import (
+    DECLARATION_COLUMNS,
+    LABEL_WINDOW_DAYS,
+    PAYMENT_TERMS,
+    QUANTITY_UNITS,
+    SEIZURE_COLUMNS,
+    TRANSPORT_MODES,
+    column_names,
+)
+from features.reference import load_reference
+from training.synthetic import DRIFT_TYPOLOGY, LEGITIMATE, TYPOLOGY_RATES, generate_history, write_history
+
+ROWS = 5_000
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    # 40k rows: enough that every typology and seizure kind appears, still about a second.
+    return generate_history(rows=40_000, years=3.0, seed=11)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_same_seed_gives_byte_identical_files(tmp_path: Path, fmt: str) -> None:
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        write_history(tmp_path / name, rows=ROWS, years=1.0, seed=seed, fmt=fmt)
+    a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
+    assert set(a) == {f"declarations.{fmt}", f"seizures.{fmt}", f"ground_truth.{fmt}"}
+    assert a == b
+    assert a[f"declarations.{fmt}"] != c[f"declarations.{fmt}"]
+
+
+def test_files_pass_contract_validation(tmp_path: Path) -> None:
+    validation = pytest.importorskip("features.validation")
+    write_history(tmp_path, rows=ROWS, years=1.0, seed=5, fmt="csv")
+    tables = validation.load_contract_tables(
+        tmp_path / "declarations.csv",
+        tmp_path / "seizures.csv",
+        None,
+        rejects_dir=tmp_path,
+        max_reject_share=0.0,
+    )
+    assert len(tables.declarations) == ROWS
+
+
+def test_contract_columns_and_enums(history) -> None:
+    declarations, seizures, truth = history
+    assert list(declarations.columns) == column_names(DECLARATION_COLUMNS)
+    assert list(seizures.columns) == column_names(SEIZURE_COLUMNS)
+    assert list(truth.columns[:3]) == ["declaration_id", "typology", "diverted"]
+    assert declarations["declaration_id"].is_unique and seizures["seizure_id"].is_unique
+    assert declarations["declared_at"].is_monotonic_increasing
+    assert (declarations["declared_at"].dt.hour != 0).any()  # timestamps, not dates
+    assert set(declarations["transport_mode"]) <= set(TRANSPORT_MODES)
+    assert set(declarations["quantity_unit"]) <= set(QUANTITY_UNITS)
+    assert set(declarations["payment_terms"].dropna()) <= set(PAYMENT_TERMS)
+    assert declarations["hs_code"].str.fullmatch(r"\d{6}|\d{8}").all()
+    assert declarations["port_of_loading"].str.fullmatch(r"IN[A-Z]{3}").all()
+    assert (declarations["quantity"] > 0).all()
+    assert (declarations[["gross_weight_kg", "declared_value_usd"]] >= 0).all().all()
+    for column in ("consignee_country", "destination_country", "transshipment_country"):
+        assert declarations[column].dropna().str.fullmatch(r"[A-Z]{2}").all()
+    links = seizures[["declaration_id", "exporter_id", "consignee_id"]].notna().any(axis=1)
+    assert links.all()
+    assert (truth["declaration_id"] == declarations["declaration_id"]).all()
+
+
+def test_legitimate_trade_dominates_and_positive_rate_in_band(history) -> None:
+    declarations, seizures, truth = history
+    assert 0.015 <= truth["diverted"].mean() <= 0.04
+    linked = seizures.dropna(subset=["declaration_id"]).merge(declarations, on="declaration_id")
+    lag = linked["seized_at"] - linked["declared_at"]
+    positive = set(linked.loc[lag <= pd.Timedelta(days=LABEL_WINDOW_DAYS), "declaration_id"])
+    rate = declarations["declaration_id"].isin(positive).mean()
+    assert 0.007 <= rate <= 0.025
+    # Label noise both ways: diverted never seized, and a few legitimate ones seized for paperwork.
+    diverted_ids = set(truth.loc[truth["diverted"], "declaration_id"])
+    assert len(diverted_ids - positive) > 0.3 * len(diverted_ids)
+    legit_seized = len(positive - diverted_ids)
+    assert 0 < legit_seized < 0.005 * len(declarations)
+
+
+def test_every_typology_present_and_drift_only_when_asked(history) -> None:
+    _, _, truth = history
+    counts = truth["typology"].value_counts()
+    assert set(TYPOLOGY_RATES) | {LEGITIMATE} == set(counts.index)
+    drifted = generate_history(rows=20_000, seed=11, drift=True)[2]
+    late = drifted.merge(generate_history(rows=20_000, seed=11, drift=True)[0], on="declaration_id")
+    drift_rows = late[late["typology"] == DRIFT_TYPOLOGY]
+    assert len(drift_rows) > 0
+    middle = late["declared_at"].min() + (late["declared_at"].max() - late["declared_at"].min()) / 2
+    assert (drift_rows["declared_at"] >= middle - pd.Timedelta(days=2)).all()
+    assert set(drift_rows["destination_country"]) <= {"LY", "SD", "YE"}
+
+
+def test_diverted_rows_show_a_subset_of_red_flags(history) -> None:
+    _, _, truth = history
+    flags = truth.loc[truth["diverted"], "red_flags"].str.count(";") + 1
+    assert flags.min() == 1 and flags.max() == 4
+    assert flags.nunique() == 4
+
+
+def test_seizures_never_before_declaration_and_intelligence_exists(history) -> None:
+    declarations, seizures, _ = history
+    linked = seizures.dropna(subset=["declaration_id"]).merge(declarations, on="declaration_id")
+    assert len(linked) == seizures["declaration_id"].notna().sum()  # every link resolves
+    assert (linked["seized_at"] > linked["declared_at"]).all()
+    lag_days = (linked["seized_at"] - linked["declared_at"]).dt.days
+    assert (lag_days > LABEL_WINDOW_DAYS).any()  # some seizures come too late for the label
+    assert seizures["seized_at"].max() <= declarations["declared_at"].max() + pd.Timedelta(days=1)
+    intelligence = seizures[seizures["declaration_id"].isna()]
+    assert len(intelligence) > 0
+    assert (intelligence["exporter_id"].notna() ^ intelligence["consignee_id"].notna()).all()
+    assert {"IN"} < set(seizures["country"])
+
+
+def test_legitimate_controlled_exports_with_authorisation(history) -> None:
+    declarations, _, truth = history
+    reference = load_reference()
+    named = reference.substance_in_text(declarations["goods_description"]).notna().to_numpy()
+    controlled = reference.is_controlled(declarations["hs_code"]) | named
+    legit = ~truth["diverted"].to_numpy()
+    authorised = declarations["export_authorization_id"].notna().to_numpy()
+    assert (legit & controlled & authorised).sum() > 100
+    # ... and single red flags appear in legitimate trade too.
+    legit_rows = declarations[legit]
+    assert (legit_rows["transport_mode"].isin(["COURIER", "POST"])).sum() > 50
+    assert legit_rows["transshipment_country"].notna().sum() > 100
+    assert (legit_rows["payment_terms"] == "ADVANCE").sum() > 100
+    assert (legit_rows["consignee_country"] != legit_rows["destination_country"]).sum() > 100
+    assert legit_rows["destination_country"].isin(["NG", "GH"]).sum() > 100
+
+
+def test_ids_do_not_encode_the_label(history) -> None:
+    declarations, _, truth = history
+    merged = declarations.merge(truth, on="declaration_id")
+    for column, pattern in (
+        ("exporter_id", r"\d{10}"),
+        ("consignee_id", r"C\d{7}"),
+        ("declaration_id", r"SB\d{8}"),
+    ):
+        assert merged[column].str.fullmatch(pattern).all(), column
+        ids = merged[column].str.replace(r"\D", "", regex=True).astype(np.int64)
+        div, legit = ids[merged["diverted"]], ids[~merged["diverted"]]
+        # Ranges overlap and the medians are close (relative to the spread).
+        assert div.min() < legit.max() and legit.min() < div.max(), column
+        assert abs(div.median() - legit.median()) < 0.35 * (legit.max() - legit.min()), column
+    brokers = merged["customs_broker_id"].dropna()
+    assert brokers.str.fullmatch(r"CB\d{5}").all()
+    # Diverting exporters also ship ordinary goods.
+    diverting = set(merged.loc[merged["diverted"], "exporter_id"])
+    assert merged.loc[~merged["diverted"], "exporter_id"].isin(diverting).sum() > 0
+
+
+def test_exporter_sizes_are_heavy_tailed_and_new_exporters_appear(history) -> None:
+    declarations, _, _ = history
+    sizes = declarations["exporter_id"].value_counts()
+    assert sizes.iloc[0] > 20 * sizes.median()
+    first_seen = declarations.groupby("exporter_id")["declared_at"].min()
+    start = declarations["declared_at"].min()
+    assert (first_seen > start + pd.Timedelta(days=365)).sum() > 20
+    assert declarations["destination_country"].nunique() > 40
