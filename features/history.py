@@ -223,7 +223,7 @@ def _build_segment(
             earlier = prior.attributes_of(declaration_ids)
             earlier.index = seizures.index
             own = own.fillna(earlier)
-        linked = own.where(declaration_ids.notna().to_numpy()[:, None])
+        linked = own.where(pd.DataFrame({c: declaration_ids.notna() for c in own.columns}, index=own.index))
     exporter = seizures["exporter_id"].fillna(linked["exporter_id"])
     consignee = seizures["consignee_id"].fillna(linked["consignee_id"])
     on_declaration = linked["exporter_id"].notna()
