@@ -15,7 +15,7 @@ import pandas as pd
 
 from features.contract import PAYMENT_TERMS, TRANSPORT_MODES
 from features.events import to_seconds
-from features.history import History, declaration_keys, log1p_nonneg, unit_value_log
+from features.history import History, declaration_keys, log1p_nonneg, unit_value_log, value_per_kg_log
 from features.reference import ReferenceTables
 
 FEATURE_SET_NAME = "declaration_diversion_risk"
@@ -46,6 +46,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "exporter_distinct_consignees": "distinct consignees the exporter shipped to before",
     "exporter_distinct_destinations": "distinct destination countries of the exporter before",
     "exporter_controlled_share": "share of the exporter's earlier declarations with controlled goods",
+    "exporter_heading_share": "share of the exporter's earlier declarations under this HS heading (goods outside its usual mix)",
     "exporter_recent_volume_ratio": "declarations in the last 30 days against the exporter's own monthly norm",
     "exporter_prior_seizures": "seizures implicating the exporter known before filing",
     "exporter_days_since_seizure": "days since the exporter's last seizure (missing when none)",
@@ -65,6 +66,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "controlled_term_under_generic_heading": "a controlled substance is named in the description under a non-controlled HS code",
     "controlled_without_authorisation": "controlled goods (by HS code or description) without export authorisation",
     "unit_value_vs_tariff_norm": "z-score of log unit value against earlier declarations of the tariff line",
+    "value_per_kg_vs_heading_norm": "z-score of log value per kg against earlier declarations of the HS heading",
     "log_declared_value": "log(1 + declared FOB value in USD)",
     "log_gross_weight": "log(1 + gross weight in kg)",
     "transport_mode": "transport mode (category)",
@@ -133,6 +135,10 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
         return _smoothed_rate(seized, declared, base_rate)
 
     tariff = history.as_of("tariff_line_values", keys["tariff_line"], t)
+    per_kg = history.as_of("heading_value_per_kg", keys["heading"], t)
+    same_heading = history.as_of("exporter_heading_declarations", keys["exporter_heading"], t).count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        heading_share = np.where(n_exporter > 0, same_heading / n_exporter, np.nan)
     controlled = reference.is_controlled(declarations["hs_code"])
     named_substance = reference.substance_in_text(declarations["goods_description"]).notna().to_numpy()
     authorised = declarations["export_authorization_id"].fillna("").astype("str").str.strip().ne("").to_numpy()
@@ -145,6 +151,7 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
         "exporter_distinct_consignees": history.as_of("exporter_new_consignees", keys["exporter"], t).count,
         "exporter_distinct_destinations": history.as_of("exporter_new_destinations", keys["exporter"], t).count,
         "exporter_controlled_share": controlled_share,
+        "exporter_heading_share": heading_share,
         "exporter_recent_volume_ratio": recent_ratio,
         "exporter_prior_seizures": exporter_seizures.count,
         "exporter_days_since_seizure": (t - exporter_seizures.last_seconds) / days,
@@ -166,6 +173,9 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
         "controlled_without_authorisation": ((controlled | named_substance) & ~authorised).astype(np.float64),
         "unit_value_vs_tariff_norm": _z_score(
             unit_value_log(declarations), tariff.count, tariff.sums["log_unit_value"], tariff.sums["log_unit_value_sq"]
+        ),
+        "value_per_kg_vs_heading_norm": _z_score(
+            value_per_kg_log(declarations), per_kg.count, per_kg.sums["log_value_per_kg"], per_kg.sums["log_value_per_kg_sq"]
         ),
         "log_declared_value": log1p_nonneg(declarations["declared_value_usd"]),
         "log_gross_weight": log_weight,

@@ -47,6 +47,13 @@ def unit_value_log(declarations: pd.DataFrame) -> np.ndarray:
         return np.log((value + 0.01) / quantity)
 
 
+def value_per_kg_log(declarations: pd.DataFrame) -> np.ndarray:
+    """log of declared value per kg of gross weight (weight is always in kg, unlike quantity)."""
+    value = declarations["declared_value_usd"].to_numpy(dtype=np.float64, na_value=0.0)
+    weight = declarations["gross_weight_kg"].to_numpy(dtype=np.float64, na_value=0.0)
+    return np.log((value + 1.0) / (weight + 0.1))
+
+
 def _keys(declarations: pd.DataFrame) -> dict[str, pd.Series]:
     """Entity keys of each declaration, one per history index."""
     destination = declarations["destination_country"]
@@ -55,6 +62,8 @@ def _keys(declarations: pd.DataFrame) -> dict[str, pd.Series]:
         "consignee": declarations["consignee_id"],
         "pair": _join(declarations["exporter_id"], declarations["consignee_id"]),
         "exporter_destination": _join(declarations["exporter_id"], destination),
+        "exporter_heading": _join(declarations["exporter_id"], heading(declarations["hs_code"])),
+        "heading": heading(declarations["hs_code"]),
         "broker": declarations["customs_broker_id"],
         "heading_destination": _join(heading(declarations["hs_code"]), destination),
         "destination": destination,
@@ -176,6 +185,7 @@ def _build_segment(
     log_weight = log1p_nonneg(declarations["gross_weight_kg"])
     log_unit_value = unit_value_log(declarations)
     valid_unit_value = np.isfinite(log_unit_value)
+    log_value_per_kg = value_per_kg_log(declarations)
 
     attributes = declarations.loc[:, list(_ATTRIBUTE_COLUMNS)].copy()
     attributes.index = pd.Index(declarations["declaration_id"].astype("str"), name="declaration_id")
@@ -189,6 +199,12 @@ def _build_segment(
         "consignee_declarations": KeyedEvents.build(keys["consignee"], decl_seconds),
         "pair_declarations": KeyedEvents.build(keys["pair"], decl_seconds),
         "exporter_destination_declarations": KeyedEvents.build(keys["exporter_destination"], decl_seconds),
+        "exporter_heading_declarations": KeyedEvents.build(keys["exporter_heading"], decl_seconds),
+        "heading_value_per_kg": KeyedEvents.build(
+            keys["heading"],
+            decl_seconds,
+            {"log_value_per_kg": log_value_per_kg, "log_value_per_kg_sq": log_value_per_kg**2},
+        ),
         "broker_declarations": KeyedEvents.build(keys["broker"], decl_seconds),
         "heading_destination_declarations": KeyedEvents.build(keys["heading_destination"], decl_seconds),
         "destination_declarations": KeyedEvents.build(keys["destination"], decl_seconds),

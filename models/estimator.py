@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -22,15 +22,17 @@ class BoosterParams:
     bagging_freq: int = 1
     lambda_l2: float = 1.0
     max_rounds: int = 600
-    early_stopping_rounds: int = 50
+    early_stopping_rounds: int = 100
+    metric: str = "binary_logloss"
     scale_pos_weight: float = 5.0
     seed: int = 42
     num_threads: int = 2
+    extra: dict = field(default_factory=dict)  # any other LightGBM parameter
 
     def lightgbm(self) -> dict:
         return {
             "objective": "binary",
-            "metric": "average_precision",
+            "metric": self.metric,
             "num_leaves": self.num_leaves,
             "learning_rate": self.learning_rate,
             "min_data_in_leaf": self.min_data_in_leaf,
@@ -44,6 +46,7 @@ class BoosterParams:
             "force_row_wise": True,
             "num_threads": self.num_threads,
             "verbosity": -1,
+            **self.extra,
         }
 
 

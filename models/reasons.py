@@ -37,6 +37,16 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
     "exporter_controlled_share": lambda v, c: (
         "exporter's first declaration" if math.isnan(v) else f"{v:.0%} of the exporter's shipments were controlled goods"
     ),
+    "exporter_heading_share": lambda v, c: (
+        "exporter's first declaration"
+        if math.isnan(v)
+        else f"only {v:.0%} of the exporter's earlier shipments were under HS heading {str(c.get('hs_code', ''))[:4]}"
+    ),
+    "value_per_kg_vs_heading_norm": lambda v, c: (
+        "too few earlier declarations of this heading to judge value per kg"
+        if math.isnan(v)
+        else f"value per kg is {v:+.1f} standard deviations from the heading's norm"
+    ),
     "exporter_recent_volume_ratio": lambda v, c: (
         "exporter's first declaration"
         if math.isnan(v)
