@@ -243,12 +243,12 @@ def _log_and_register(config: TrainingConfig, result: FitResult, features: pd.Da
         scorer_dir = Path(tmp) / "scorer"
         result.scorer.save(scorer_dir)
         digests = {"scorer": directory_digest(scorer_dir), "reference": directory_digest(REFERENCE_DIR)}
-        model = DiversionRiskModel()
-        model.scorer = result.scorer
-        output = model.predict(None, example)
+        scoring = DiversionRiskModel()
+        scoring.scorer = result.scorer
+        output = scoring.predict(None, example)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=model,
+            python_model=DiversionRiskModel(),  # stateless: load_context reads the artifacts
             artifacts={"scorer": str(scorer_dir), "reference": str(REFERENCE_DIR)},
             signature=infer_signature(example, output),
             input_example=example,

@@ -1,0 +1,167 @@
+"""Scoring engine: registered model + history store -> scores, channels and reasons.
+
+Loading path (chosen for simplicity and speed): resolve the registry alias (or pinned
+version) once with `MlflowClient`, load that version's pyfunc with
+`mlflow.pyfunc.load_model`, and call the `DiversionScorer` inside it directly
+(`unwrap_python_model().scorer`). Requests then never touch MLflow: scoring is a LightGBM
+`Booster.predict` on a float matrix plus a `pred_leaf` gather for the reasons. The
+artifact checksums recorded at registration are verified before the model is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from features.definitions import FEATURE_SET, compute_features
+from features.reference import ReferenceTables, load_reference
+from models.pyfunc import directory_digest
+from models.scorer import DiversionScorer
+from serving.history_store import HistoryStore
+from serving.settings import ServiceSettings
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model cannot be served (missing, unreachable, tampered or incompatible)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    scorer: DiversionScorer
+    name: str
+    version: str
+    run_id: str
+    uri: str
+    test_metrics: dict
+    reference: ReferenceTables
+
+
+def load_model(settings: ServiceSettings) -> LoadedModel:
+    """Resolve, download, verify and open the registered model; raise `ModelLoadError` saying why."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    try:
+        if settings.model_version:
+            version = client.get_model_version(settings.model_name, settings.model_version)
+        else:
+            version = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+    except Exception as exc:  # registry unreachable, name or alias unknown
+        raise ModelLoadError(f"cannot resolve {settings.model_uri} in {settings.tracking_uri}: {exc}") from exc
+    uri = f"models:/{settings.model_name}/{version.version}"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot download {uri}: {exc}") from exc
+    scorer_dir = local / "artifacts" / "scorer"
+    expected = version.tags.get("sha256.scorer")
+    if not expected:
+        raise ModelLoadError(f"{uri} has no recorded checksum (tag sha256.scorer); refusing to serve it")
+    actual = directory_digest(scorer_dir) if scorer_dir.exists() else "missing"
+    if actual != expected:
+        raise ModelLoadError(f"{uri} artifact checksum mismatch: recorded {expected[:12]}..., found {actual[:12]}...")
+    try:
+        model = mlflow.pyfunc.load_model(str(local))
+        scorer = model.unwrap_python_model().scorer
+    except Exception as exc:
+        raise ModelLoadError(f"cannot open {uri}: {exc}") from exc
+    if tuple(scorer.feature_names) != FEATURE_SET.columns:
+        raise ModelLoadError(
+            f"{uri} was trained on feature set {scorer.metadata.get('feature_set')}, this service computes "
+            f"{FEATURE_SET.name} {FEATURE_SET.version}: retrain or deploy a matching service"
+        )
+    reference = load_reference()
+    recorded_reference = version.tags.get("sha256.reference")
+    reference_dir = local / "artifacts" / "reference"
+    if recorded_reference and directory_digest(reference_dir) != recorded_reference:
+        raise ModelLoadError(f"{uri} reference tables do not match their recorded checksum")
+    run = client.get_run(version.run_id)
+    metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    return LoadedModel(scorer, settings.model_name, str(version.version), version.run_id, uri, metrics, reference)
+
+
+def declaration_contexts(declarations: pd.DataFrame, reference: ReferenceTables) -> list[dict]:
+    """Per-row facts the reason sentences quote (substance, HS code, countries)."""
+    substance = reference.controlled_substance(declarations["hs_code"]).fillna(
+        reference.substance_in_text(declarations["goods_description"])
+    )
+    frame = pd.DataFrame(
+        {
+            "substance": substance.to_numpy(dtype=object),
+            "hs_code": declarations["hs_code"].to_numpy(dtype=object),
+            "destination_country": declarations["destination_country"].to_numpy(dtype=object),
+            "consignee_country": declarations["consignee_country"].to_numpy(dtype=object),
+            "transshipment_country": declarations["transshipment_country"].to_numpy(dtype=object),
+        }
+    )
+    return frame.replace({np.nan: None}).to_dict("records")
+
+
+class ScoringEngine:
+    """What the service does per request, without HTTP: features, score, channel, reasons."""
+
+    def __init__(self, model: LoadedModel, store: HistoryStore) -> None:
+        self.model = model
+        self.store = store
+
+    @classmethod
+    def open(cls, settings: ServiceSettings) -> ScoringEngine:
+        model = load_model(settings)
+        store = HistoryStore.open(
+            settings.history_db,
+            settings.history_declarations,
+            settings.history_seizures,
+            model.reference,
+            settings.compact_every,
+        )
+        return cls(model, store)
+
+    def features(self, declarations: pd.DataFrame) -> pd.DataFrame:
+        return compute_features(declarations, self.store.history, self.model.reference)
+
+    def score(self, declarations: pd.DataFrame, explain: bool = True) -> list[dict]:
+        """One result dict per declaration, in input order."""
+        features = self.features(declarations)
+        contexts = declaration_contexts(declarations, self.model.reference) if explain else None
+        batch = self.model.scorer.score(features, contexts, explain=explain)
+        scored_at = dt.datetime.now(dt.UTC).isoformat()
+        model_ref = {"name": self.model.name, "version": self.model.version}
+        ids = declarations["declaration_id"].tolist()
+        risk = batch.risk_score.tolist()
+        percentile = batch.percentile.tolist()
+        channel = batch.channel.tolist()
+        results = []
+        for i, declaration_id in enumerate(ids):
+            results.append(
+                {
+                    "declaration_id": declaration_id,
+                    "risk_score": risk[i],
+                    "percentile": percentile[i],
+                    "channel": channel[i],
+                    "reasons": [r.__dict__ for r in batch.reasons[i]] if explain else [],
+                    "rule_hits": batch.rule_hits[i],
+                    "model": model_ref,
+                    "scored_at": scored_at,
+                }
+            )
+        return results
+
+    def info(self) -> dict:
+        policy = self.model.scorer.policy
+        return {
+            "name": self.model.name,
+            "version": self.model.version,
+            "run_id": self.model.run_id,
+            "model_uri": self.model.uri,
+            "feature_set": self.model.scorer.metadata.get("feature_set", {}),
+            "test_metrics": self.model.test_metrics,
+            "inspection_policy": json.loads(
+                json.dumps({**policy.__dict__, "mandatory_red_rules": list(policy.mandatory_red_rules)})
+            ),
+        }

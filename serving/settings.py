@@ -1,0 +1,45 @@
+"""Service settings, read once from the environment at start-up (12-factor style)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_PREFIX = "DIVERSION_"
+
+
+class ServiceSettings(BaseModel):
+    """Where the model and the history come from, and the request limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    model_name: str = "diversion-risk"
+    model_alias: str = "champion"
+    model_version: str | None = Field(None, description="pin a registered version instead of the alias")
+    history_declarations: Path = Path("data/synthetic/declarations.parquet")
+    history_seizures: Path = Path("data/synthetic/seizures.parquet")
+    history_db: str = "sqlite:///outputs/service/history.db"
+    max_batch: int = Field(10_000, gt=0)
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    compact_every: int = Field(64, gt=0, description="rebuild the history index after this many appends")
+
+    @property
+    def model_uri(self) -> str:
+        if self.model_version:
+            return f"models:/{self.model_name}/{self.model_version}"
+        return f"models:/{self.model_name}@{self.model_alias}"
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        """Defaults overridden by `DIVERSION_*` variables (and `MLFLOW_TRACKING_URI`)."""
+        values: dict[str, str] = {}
+        if "MLFLOW_TRACKING_URI" in os.environ:
+            values["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+        for name in cls.model_fields:
+            key = _PREFIX + name.upper()
+            if key in os.environ and os.environ[key] != "":
+                values[name] = os.environ[key]
+        return cls(**values)
