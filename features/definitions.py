@@ -15,7 +15,14 @@ import pandas as pd
 
 from features.contract import PAYMENT_TERMS, TRANSPORT_MODES
 from features.events import to_seconds
-from features.history import History, declaration_keys, log1p_nonneg, unit_value_log, value_per_kg_log
+from features.history import (
+    History,
+    columns_of,
+    declaration_keys,
+    log1p_nonneg,
+    unit_value_log,
+    value_per_kg_log,
+)
 from features.reference import ReferenceTables
 
 FEATURE_SET_NAME = "declaration_diversion_risk"
@@ -86,11 +93,10 @@ FEATURE_SET = FeatureSet(
 )
 
 
-def _category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
     """Stable integer codes from the contract's enum order; unknown or missing -> NaN."""
-    codes = pd.Categorical(values.astype("str"), categories=list(categories)).codes.astype(np.float64)
-    codes[codes < 0] = np.nan
-    return codes
+    lookup = {name: float(i) for i, name in enumerate(categories)}
+    return np.fromiter((lookup.get(v, np.nan) for v in values), dtype=np.float64, count=len(values))
 
 
 def _smoothed_rate(seizures: np.ndarray, declarations: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -105,10 +111,18 @@ def _z_score(value: np.ndarray, count: np.ndarray, total: np.ndarray, total_sq: 
     return np.where(count >= MIN_NORM_COUNT, z, np.nan)
 
 
-def compute_features(declarations: pd.DataFrame, history: History, reference: ReferenceTables) -> pd.DataFrame:
-    """Feature rows (in `FEATURE_SET.columns` order) for declarations, as of each filing time."""
-    t = to_seconds(declarations["declared_at"])
-    keys = declaration_keys(declarations)
+def compute_features(
+    declarations: pd.DataFrame | dict[str, np.ndarray], history: History, reference: ReferenceTables
+) -> pd.DataFrame:
+    """Feature rows (in `FEATURE_SET.columns` order) for declarations, as of each filing time.
+
+    `declarations` is a typed contract frame, or the same columns as numpy arrays
+    (`features.history.columns_of`), which is what the service passes.
+    """
+    columns_in = columns_of(declarations)
+    index = declarations.index if isinstance(declarations, pd.DataFrame) else None
+    t = to_seconds(columns_in["declared_at"])
+    keys = declaration_keys(columns_in)
     days = 86_400.0
 
     exporter = history.as_of("exporter_declarations", keys["exporter"], t, windows_days=(RECENT_DAYS,))
@@ -118,7 +132,7 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
         monthly_norm = n_exporter * RECENT_DAYS / np.maximum(tenure, RECENT_DAYS)
         recent_ratio = np.where(n_exporter > 0, exporter.window_counts[RECENT_DAYS] / monthly_norm, np.nan)
         controlled_share = np.where(n_exporter > 0, exporter.sums["controlled"] / n_exporter, np.nan)
-    log_weight = log1p_nonneg(declarations["gross_weight_kg"])
+    log_weight = log1p_nonneg(columns_in["gross_weight_kg"])
 
     exporter_seizures = history.as_of("exporter_seizures", keys["exporter"], t)
     consignee = history.as_of("consignee_declarations", keys["consignee"], t)
@@ -139,11 +153,12 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
     same_heading = history.as_of("exporter_heading_declarations", keys["exporter_heading"], t).count
     with np.errstate(divide="ignore", invalid="ignore"):
         heading_share = np.where(n_exporter > 0, same_heading / n_exporter, np.nan)
-    controlled = reference.is_controlled(declarations["hs_code"])
-    named_substance = reference.substance_in_text(declarations["goods_description"]).notna().to_numpy()
-    authorised = declarations["export_authorization_id"].fillna("").astype("str").str.strip().ne("").to_numpy()
-    transshipment = declarations["transshipment_country"]
-    consignee_country = declarations["consignee_country"].astype("str")
+    controlled = pd.notna(reference.controlled_substance_array(columns_in["hs_code"]))
+    named_substance = pd.notna(reference.substance_in_text_array(columns_in["goods_description"]))
+    authorised = np.array([bool(a and a.strip()) for a in columns_in["export_authorization_id"]], dtype=bool)
+    hubs = reference.hub_set
+    via_hub = np.array([c in hubs for c in columns_in["transshipment_country"]], dtype=np.float64)
+    differs = columns_in["consignee_country"] != columns_in["destination_country"]
 
     columns = {
         "exporter_prior_declarations": n_exporter,
@@ -172,19 +187,17 @@ def compute_features(declarations: pd.DataFrame, history: History, reference: Re
         "controlled_term_under_generic_heading": (named_substance & ~controlled).astype(np.float64),
         "controlled_without_authorisation": ((controlled | named_substance) & ~authorised).astype(np.float64),
         "unit_value_vs_tariff_norm": _z_score(
-            unit_value_log(declarations), tariff.count, tariff.sums["log_unit_value"], tariff.sums["log_unit_value_sq"]
+            unit_value_log(columns_in), tariff.count, tariff.sums["log_unit_value"], tariff.sums["log_unit_value_sq"]
         ),
         "value_per_kg_vs_heading_norm": _z_score(
-            value_per_kg_log(declarations), per_kg.count, per_kg.sums["log_value_per_kg"], per_kg.sums["log_value_per_kg_sq"]
+            value_per_kg_log(columns_in), per_kg.count, per_kg.sums["log_value_per_kg"], per_kg.sums["log_value_per_kg_sq"]
         ),
-        "log_declared_value": log1p_nonneg(declarations["declared_value_usd"]),
+        "log_declared_value": log1p_nonneg(columns_in["declared_value_usd"]),
         "log_gross_weight": log_weight,
-        "transport_mode": _category_codes(declarations["transport_mode"], TRANSPORT_MODES),
-        "payment_terms": _category_codes(declarations["payment_terms"], PAYMENT_TERMS),
-        "transshipment_via_hub": transshipment.isin(reference.hub_countries).to_numpy().astype(np.float64),
-        "consignee_country_differs": (
-            consignee_country.ne(declarations["destination_country"].astype("str")).to_numpy().astype(np.float64)
-        ),
+        "transport_mode": _category_codes(columns_in["transport_mode"], TRANSPORT_MODES),
+        "payment_terms": _category_codes(columns_in["payment_terms"], PAYMENT_TERMS),
+        "transshipment_via_hub": via_hub,
+        "consignee_country_differs": differs.astype(np.float64),
     }
-    frame = pd.DataFrame(columns, index=declarations.index)
-    return frame.loc[:, list(FEATURE_SET.columns)].astype(np.float64)
+    matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_SET.columns])
+    return pd.DataFrame(matrix, columns=list(FEATURE_SET.columns), index=index)

@@ -13,6 +13,7 @@ Time resolution is one second: two events filed in the same second do not see ea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,14 +55,15 @@ class KeyedEvents:
     @classmethod
     def build(
         cls,
-        keys: pd.Series,
+        keys: np.ndarray,
         seconds: np.ndarray,
         values: dict[str, np.ndarray] | None = None,
     ) -> KeyedEvents:
-        """Index events; rows whose key is missing are not events of any entity."""
+        """Index events; rows whose key is missing (None) are not events of any entity."""
         values = values or {}
-        present = keys.notna().to_numpy()
-        key_values = keys.to_numpy(dtype=object)[present]
+        keys = np.asarray(keys, dtype=object)
+        present = pd.notna(keys)
+        key_values = keys[present]
         codes, uniques = pd.factorize(key_values, sort=False)
         secs = np.asarray(seconds, dtype=np.int64)[present]
         composite = (codes.astype(np.int64) << _TIME_BITS) | secs
@@ -82,11 +84,18 @@ class KeyedEvents:
     def __len__(self) -> int:
         return len(self.composite)
 
-    def codes(self, keys: pd.Series | np.ndarray) -> np.ndarray:
-        """Integer code of each key; -1 for keys never seen (or missing)."""
-        return self.keys.get_indexer(pd.Index(np.asarray(keys, dtype=object)))
+    @functools.cached_property
+    def _lookup(self) -> dict[object, int]:
+        return {key: code for code, key in enumerate(self.keys)}
 
-    def as_of(self, keys: pd.Series | np.ndarray, seconds: np.ndarray, windows_days: tuple[int, ...] = ()) -> AsOf:
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        """Integer code of each key; -1 for keys never seen (or missing)."""
+        if len(keys) > 4096:  # hash join in C for whole histories
+            return self.keys.get_indexer(pd.Index(np.asarray(keys, dtype=object)))
+        lookup = self._lookup
+        return np.fromiter((lookup.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+
+    def as_of(self, keys: np.ndarray, seconds: np.ndarray, windows_days: tuple[int, ...] = ()) -> AsOf:
         """Aggregates of each key's events strictly before the matching query second."""
         codes = self.codes(keys)
         known = codes >= 0

@@ -66,6 +66,31 @@ class ReferenceTables:
         values[named] = substance[codes[named]]
         return pd.Series(values, index=descriptions.index, dtype="str").rename("substance_in_text")
 
+    def controlled_substance_array(self, hs_codes: np.ndarray) -> np.ndarray:
+        """`controlled_substance` on an object array (None where not controlled); fast for small batches."""
+        mapping = self._prefix_to_substance
+        return np.array(
+            [None if c is None else mapping.get(c[:6], mapping.get(c[:4])) for c in hs_codes], dtype=object
+        )
+
+    def substance_in_text_array(self, descriptions: np.ndarray) -> np.ndarray:
+        """`substance_in_text` on an object array (None where none is named)."""
+        if len(descriptions) > 256:
+            found = self.substance_in_text(pd.Series(descriptions, dtype="str"))
+            return found.to_numpy(dtype=object, na_value=None)
+        pattern, mapping = self._term_pattern, self._term_to_substance
+        out = np.full(len(descriptions), None, dtype=object)
+        for i, text in enumerate(descriptions):
+            if text:
+                match = pattern.search(text)
+                if match is not None:
+                    out[i] = mapping.get(match.group(1).lower())
+        return out
+
+    @functools.cached_property
+    def hub_set(self) -> frozenset[str]:
+        return frozenset(self.hubs["country"])
+
     @property
     def hub_countries(self) -> frozenset[str]:
         """ISO alpha-2 codes of transshipment hub countries."""

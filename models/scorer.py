@@ -90,9 +90,19 @@ class DiversionScorer:
             self.attribution_ = LeafAttribution.from_booster(self.booster)
         return self.attribution_
 
+    def _matrix(self, features: pd.DataFrame) -> np.ndarray:
+        if tuple(features.columns) != self.feature_names:
+            features = features.loc[:, list(self.feature_names)]
+        return np.ascontiguousarray(features.to_numpy(dtype=np.float64))
+
+    @staticmethod
+    def _threads(n_rows: int) -> int:
+        # OpenMP start-up costs more than it saves on small batches
+        return 1 if n_rows < 2000 else 0
+
     def raw_scores(self, features: pd.DataFrame) -> np.ndarray:
-        matrix = features.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
-        return self.booster.predict(matrix, raw_score=True)
+        matrix = self._matrix(features)
+        return self.booster.predict(matrix, raw_score=True, num_threads=self._threads(len(matrix)))
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated diversion probability per feature row."""
@@ -118,8 +128,9 @@ class DiversionScorer:
         explain: bool = True,
     ) -> ScoredBatch:
         """Score feature rows; with `explain`, add up to five reasons per row."""
-        matrix = features.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
-        raw = self.booster.predict(matrix, raw_score=True)
+        matrix = self._matrix(features)
+        threads = self._threads(len(matrix))
+        raw = self.booster.predict(matrix, raw_score=True, num_threads=threads)
         risk = self.calibration(raw)
         hits = self.rule_hits(features)
         rule_red = np.array([bool(h) for h in hits], dtype=bool)
@@ -131,7 +142,7 @@ class DiversionScorer:
             rule_hits=hits,
         )
         if explain:
-            leaves = self.booster.predict(matrix, pred_leaf=True)
+            leaves = self.booster.predict(matrix, pred_leaf=True, num_threads=threads)
             contributions = self.attribution.contributions(leaves)
             batch.contributions = contributions
             batch.reasons = self._reasons(matrix, contributions, contexts)

@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from features.definitions import FEATURE_SET, compute_features
+from features.history import columns_of
 from features.reference import ReferenceTables, load_reference
 from models.pyfunc import directory_digest
 from models.scorer import DiversionScorer
@@ -86,21 +87,28 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
     return LoadedModel(scorer, settings.model_name, str(version.version), version.run_id, uri, metrics, reference)
 
 
-def declaration_contexts(declarations: pd.DataFrame, reference: ReferenceTables) -> list[dict]:
+def declaration_contexts(columns: dict[str, np.ndarray], reference: ReferenceTables) -> list[dict]:
     """Per-row facts the reason sentences quote (substance, HS code, countries)."""
-    substance = reference.controlled_substance(declarations["hs_code"]).fillna(
-        reference.substance_in_text(declarations["goods_description"])
-    )
-    frame = pd.DataFrame(
+    by_code = reference.controlled_substance_array(columns["hs_code"])
+    by_text = reference.substance_in_text_array(columns["goods_description"])
+    return [
         {
-            "substance": substance.to_numpy(dtype=object),
-            "hs_code": declarations["hs_code"].to_numpy(dtype=object),
-            "destination_country": declarations["destination_country"].to_numpy(dtype=object),
-            "consignee_country": declarations["consignee_country"].to_numpy(dtype=object),
-            "transshipment_country": declarations["transshipment_country"].to_numpy(dtype=object),
+            "substance": code if code is not None else text,
+            "hs_code": hs,
+            "destination_country": destination,
+            "consignee_country": consignee,
+            "transshipment_country": via,
         }
-    )
-    return frame.replace({np.nan: None}).to_dict("records")
+        for code, text, hs, destination, consignee, via in zip(
+            by_code,
+            by_text,
+            columns["hs_code"],
+            columns["destination_country"],
+            columns["consignee_country"],
+            columns["transshipment_country"],
+            strict=True,
+        )
+    ]
 
 
 class ScoringEngine:
@@ -122,17 +130,18 @@ class ScoringEngine:
         )
         return cls(model, store)
 
-    def features(self, declarations: pd.DataFrame) -> pd.DataFrame:
+    def features(self, declarations: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame:
         return compute_features(declarations, self.store.history, self.model.reference)
 
-    def score(self, declarations: pd.DataFrame, explain: bool = True) -> list[dict]:
+    def score(self, declarations: pd.DataFrame | dict[str, np.ndarray], explain: bool = True) -> list[dict]:
         """One result dict per declaration, in input order."""
-        features = self.features(declarations)
-        contexts = declaration_contexts(declarations, self.model.reference) if explain else None
+        columns = columns_of(declarations)
+        features = self.features(columns)
+        contexts = declaration_contexts(columns, self.model.reference) if explain else None
         batch = self.model.scorer.score(features, contexts, explain=explain)
         scored_at = dt.datetime.now(dt.UTC).isoformat()
         model_ref = {"name": self.model.name, "version": self.model.version}
-        ids = declarations["declaration_id"].tolist()
+        ids = columns["declaration_id"].tolist()
         risk = batch.risk_score.tolist()
         percentile = batch.percentile.tolist()
         channel = batch.channel.tolist()

@@ -17,30 +17,40 @@ def _utc_naive(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def _typed(records: Sequence[dict], columns: tuple[Column, ...]) -> pd.DataFrame:
-    data: dict[str, pd.Series] = {}
+def _arrays(records: Sequence[dict], columns: tuple[Column, ...]) -> dict[str, np.ndarray]:
+    data: dict[str, np.ndarray] = {}
     for column in columns:
         values = [record.get(column.name) for record in records]
         if column.kind == "datetime":
-            data[column.name] = pd.Series(
-                np.array([_utc_naive(v) for v in values], dtype="datetime64[us]"), dtype="datetime64[us]"
-            )
+            data[column.name] = np.array([_utc_naive(v) for v in values], dtype="datetime64[us]")
         elif column.kind == "number":
-            data[column.name] = pd.Series(
-                np.array([np.nan if v is None else v for v in values], dtype=np.float64), dtype="float64"
-            )
+            data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         else:
             # empty optional strings mean "none", exactly as in the file validator
-            cleaned = [None if v is None or (column.nullable and v == "") else v for v in values]
-            data[column.name] = pd.Series(cleaned, dtype="str")
-    return pd.DataFrame(data)
+            data[column.name] = np.array(
+                [None if v is None or (column.nullable and v == "") else v for v in values], dtype=object
+            )
+    return data
+
+
+def _frame(arrays: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pd.DataFrame:
+    out = {}
+    for column in columns:
+        values = arrays[column.name]
+        out[column.name] = pd.Series(values, dtype=values.dtype if values.dtype != object else "str")
+    return pd.DataFrame(out)
+
+
+def declaration_columns(records: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Declaration columns as numpy arrays (the fast input of `features.definitions.compute_features`)."""
+    return _arrays(records, DECLARATION_COLUMNS)
 
 
 def declarations_frame(records: Sequence[dict]) -> pd.DataFrame:
     """Typed declarations frame from request dicts (pydantic `model_dump()` output)."""
-    return _typed(records, DECLARATION_COLUMNS)
+    return _frame(_arrays(records, DECLARATION_COLUMNS), DECLARATION_COLUMNS)
 
 
 def seizures_frame(records: Sequence[dict]) -> pd.DataFrame:
     """Typed seizures frame from request dicts."""
-    return _typed(records, SEIZURE_COLUMNS)
+    return _frame(_arrays(records, SEIZURE_COLUMNS), SEIZURE_COLUMNS)

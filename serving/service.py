@@ -24,7 +24,7 @@ from fastapi import FastAPI  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from serving.frames import declarations_frame  # noqa: E402
+from serving.frames import declaration_columns  # noqa: E402
 from serving.middleware import RequestGuard  # noqa: E402
 from serving.schemas import Declaration, HistoryAck, ModelInfo, ScoreResponse, Seizure  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
@@ -77,8 +77,7 @@ class DiversionRiskService:
     ) -> ScoreResponse:
         """Score 1..N declarations; results in request order."""
         engine = self._engine()
-        frame = declarations_frame([d.model_dump() for d in declarations])
-        results = engine.score(frame)
+        results = engine.score(declaration_columns([d.model_dump() for d in declarations]))
         body = orjson.dumps({"request_id": uuid.uuid4().hex, "scores": results})
         return Response(body, media_type="application/json")  # type: ignore[return-value]
 
