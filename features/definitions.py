@@ -201,3 +201,24 @@ def compute_features(
     }
     matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_SET.columns])
     return pd.DataFrame(matrix, columns=list(FEATURE_SET.columns), index=index)
+
+
+def compute_online_features(
+    declarations: pd.DataFrame | dict[str, np.ndarray], history: History, reference: ReferenceTables
+) -> pd.DataFrame:
+    """Features of newly filed declarations against a history store (the service's path).
+
+    Declarations of one batch see each other as they would in the offline history: each
+    row counts the batch's rows filed strictly before it. Rows already in the history are
+    not counted twice. A single declaration skips the extra segment (nothing to see).
+    """
+    columns = columns_of(declarations)
+    if len(columns["declaration_id"]) > 1:
+        unknown = ~history.knows_declaration(pd.Series(columns["declaration_id"], dtype="str"))
+        if unknown.any():
+            batch = {name: values[unknown] for name, values in columns.items()}
+            history = history.append(batch, None, reference)
+    features = compute_features(columns, history, reference)
+    if isinstance(declarations, pd.DataFrame):
+        features.index = declarations.index
+    return features

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.definitions import FEATURE_SET, compute_features
+from features.definitions import FEATURE_SET, compute_features, compute_online_features
 from features.history import columns_of
 from features.reference import ReferenceTables, load_reference
 from models.pyfunc import directory_digest
@@ -131,7 +131,7 @@ class ScoringEngine:
         return cls(model, store)
 
     def features(self, declarations: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame:
-        return compute_features(declarations, self.store.history, self.model.reference)
+        return compute_online_features(declarations, self.store.history, self.model.reference)
 
     def score(self, declarations: pd.DataFrame | dict[str, np.ndarray], explain: bool = True) -> list[dict]:
         """One result dict per declaration, in input order."""
