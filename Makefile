@@ -14,6 +14,10 @@ FORMAT ?= parquet
 DECLARATIONS ?= $(DATA_DIR)/declarations.$(FORMAT)
 SEIZURES ?= $(DATA_DIR)/seizures.$(FORMAT)
 OUT ?= outputs
+PORT ?= 3000
+TRAIN_UNTIL ?= 2024-03-01
+TEST_FROM ?= 2024-03-01
+TEST_TO ?= 2024-07-01
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
@@ -58,8 +62,38 @@ lint: $(STAMP) ## Ruff lint and format check
 bench-data: $(STAMP) ## Rows/s of generation and validation at 1 million rows
 	$(BIN)/python -m training bench-data --rows 1000000
 
+$(DECLARATIONS) $(SEIZURES):
+	$(MAKE) data
+
+.PHONY: train
+train: $(STAMP) $(DECLARATIONS) ## Fit, evaluate against baselines, log to MLflow, register, promote (@champion)
+	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
+.PHONY: backtest
+backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)
+	$(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
+		--train-until $(TRAIN_UNTIL) --test-from $(TEST_FROM) --test-to $(TEST_TO) --out $(OUT)/backtest
+
+.PHONY: serve
+serve: $(STAMP) ## Serve the @champion model with BentoML on 127.0.0.1:$(PORT)
+	$(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT)
+
+.PHONY: mlflow-ui
+mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 (runs, metrics, plots, registry)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+.PHONY: bench-train
+bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1M declarations
+	$(BIN)/python -m training bench-train --rows 1000000
+
+.PHONY: bench-serve
+bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
+	$(BIN)/python -m serving bench --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
 .PHONY: demo
-demo: $(STAMP) ## The main job end to end on embedded defaults
+demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, serve, score, show, stop
 	$(MAKE) data
 	$(MAKE) validate
 	$(MAKE) profile
+	$(MAKE) train
+	$(BIN)/python -m serving demo --declarations $(DECLARATIONS) --seizures $(SEIZURES)

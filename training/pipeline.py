@@ -32,7 +32,7 @@ from training.config import TrainingConfig
 from training.evaluation import INSPECTION_RATES, rate_label
 
 log = logging.getLogger(__name__)
-console = Console()
+console = Console(width=None if Console().is_terminal else 150)
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "features" / "reference"
 _LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "bentoml", "pandera", "pydantic")

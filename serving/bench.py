@@ -1,0 +1,118 @@
+"""`make bench-serve`: this service against `mlflow models serve` on the same registered model.
+
+Both servers run on loopback in the same run and are measured with the same client:
+p50/p99 latency of sequential single-declaration requests, and declarations per second
+for 1,000-declaration batches. Our path includes request validation, point-in-time
+features from the history store, the model, the channel and five reasons per row; the
+MLflow server gets precomputed feature rows (model only), so the comparison flatters it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from features.definitions import FEATURE_SET
+from serving.demo import split_history
+from serving.process import free_port, running_service, wait_until
+
+console = Console()
+
+
+def _measure(client: httpx.Client, url: str, singles: list[dict], batches: list[dict]) -> dict[str, float]:
+    for body in singles[:20]:  # warm-up
+        client.post(url, json=body).raise_for_status()
+    latencies = []
+    for body in singles:
+        started = time.perf_counter()
+        client.post(url, json=body).raise_for_status()
+        latencies.append(time.perf_counter() - started)
+    rates = []
+    for body, rows in batches:
+        started = time.perf_counter()
+        client.post(url, json=body).raise_for_status()
+        rates.append(rows / (time.perf_counter() - started))
+    ms = np.array(latencies) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "rows_per_s": float(np.median(rates))}
+
+
+def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: int = 10) -> None:
+    out = Path("outputs/bench-serve")
+    history_declarations, history_seizures, records = split_history(declarations, seizures, 2000, out)
+    env = {
+        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
+        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
+        "DIVERSION_HISTORY_DB": f"sqlite:///{out}/history.db",
+        "DIVERSION_AUDIT_DB": f"sqlite:///{out}/audit.db",
+        "DIVERSION_DEMO_MODE": "true",
+    }
+    for stale in ("history.db", "audit.db"):
+        (out / stale).unlink(missing_ok=True)
+    ours_single = [{"declarations": [r]} for r in (records * (singles // len(records) + 1))[:singles]]
+    ours_batch = [({"declarations": records[i * 1000 % 1000 : i * 1000 % 1000 + 1000]}, 1000) for i in range(batches)]
+    results: dict[str, dict[str, float]] = {}
+    with httpx.Client(timeout=120) as client:
+        with running_service(env, log_path=out / "service.log") as base:
+            results["this service (full path)"] = _measure(client, f"{base}/score", ours_single, ours_batch)
+            features = _features_via_engine(history_declarations, history_seizures, records)
+        mlflow_single = [
+            {"dataframe_split": features.iloc[[i % len(features)]].to_dict(orient="split")} for i in range(singles)
+        ]
+        mlflow_batch = [({"dataframe_split": features.iloc[:1000].to_dict(orient="split")}, 1000) for _ in range(batches)]
+        for body in mlflow_single + [b for b, _ in mlflow_batch]:
+            body["dataframe_split"].pop("index", None)
+        port = free_port()
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/diversion-risk@champion",
+             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            stdout=open(out / "mlflow-serve.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(f"http://127.0.0.1:{port}/ping", 180, process)
+            results["mlflow models serve (model only)"] = _measure(
+                client, f"http://127.0.0.1:{port}/invocations", mlflow_single, mlflow_batch
+            )
+        finally:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=30)
+    table = Table(title="serving benchmark (loopback, sequential client, same run)")
+    for column in ("server", "single p50 ms", "single p99 ms", "batch rows/s"):
+        table.add_column(column, justify="right" if column != "server" else "left")
+    for name, r in results.items():
+        table.add_row(name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['rows_per_s']:,.0f}")
+    console.print(table)
+    ours, theirs = results["this service (full path)"], results["mlflow models serve (model only)"]
+    console.print(
+        f"ratios (mlflow / ours): single p50 {theirs['p50_ms'] / ours['p50_ms']:.2f}x, "
+        f"p99 {theirs['p99_ms'] / ours['p99_ms']:.2f}x; batch throughput (ours / mlflow) "
+        f"{ours['rows_per_s'] / theirs['rows_per_s']:.2f}x"
+    )
+
+
+def _features_via_engine(history_declarations: Path, history_seizures: Path, records: list[dict]) -> pd.DataFrame:
+    """Feature rows of the benchmark declarations (what the MLflow server is sent)."""
+    from features.definitions import compute_online_features
+    from features.history import History
+    from features.reference import load_reference
+    from features.validation import load_contract_tables
+    from serving.frames import declaration_columns
+    from serving.schemas import Declaration
+
+    reference = load_reference()
+    tables = load_contract_tables(history_declarations, history_seizures, None, rejects_dir=None)
+    history = History.build(tables.declarations, tables.seizures, reference)
+    columns = declaration_columns([Declaration.model_validate(r).model_dump() for r in records])
+    return compute_online_features(columns, history, reference).loc[:, list(FEATURE_SET.columns)]

@@ -1,0 +1,39 @@
+"""Command-line entry points around the service (the service itself runs under `bentoml serve`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Diversion-risk scoring service tools.")
+
+
+@app.command()
+def demo(
+    declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
+    seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
+    new: int = typer.Option(2000, help="How many of the latest declarations to score as new."),
+    top: int = typer.Option(12, help="How many of the riskiest to show."),
+) -> None:
+    """Start the service, score new declarations, print the riskiest with reasons, stop."""
+    from serving.demo import run_demo
+
+    run_demo(declarations, seizures, new=new, top=top)
+
+
+@app.command()
+def bench(
+    declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
+    seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
+    singles: int = typer.Option(500, help="Sequential single-declaration requests per server."),
+    batches: int = typer.Option(10, help="1,000-declaration batches per server."),
+) -> None:
+    """This service against `mlflow models serve` on the same registered model, side by side."""
+    from serving.bench import run_bench
+
+    run_bench(declarations, seizures, singles=singles, batches=batches)
