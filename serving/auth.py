@@ -295,7 +295,7 @@ class AuthMiddleware:
             log.warning("403 %s for %s: no access policy for this path", path, caller.name)
             await self._deny(scope, send, 403, f"no access policy for path {path!r}")
             return
-        if False:
+        if policy is not None and policy not in caller.roles:
             log.warning("403 %s for %s: needs role %s", path, caller.name, policy)
             await self._deny(
                 scope, send, 403, f"caller {caller.name!r} lacks role {policy!r} needed for {path}"
