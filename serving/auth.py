@@ -37,6 +37,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     "/history/seizures": "analyst",
     "/outcomes": "analyst",
     "/model": None,
+    "/schema.json": None,  # BentoML's API schema; bentoml.SyncHTTPClient fetches it (with its token) on start
     "/audit": "auditor",
     "/audit/": "auditor",
 }

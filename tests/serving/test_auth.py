@@ -49,6 +49,7 @@ PROTECTED = {
     "/history/seizures": "analyst",
     "/outcomes": "analyst",
     "/model": None,
+    "/schema.json": None,
     "/audit": "auditor",
     "/audit/declarations/DEC-1": "auditor",
 }
