@@ -134,3 +134,27 @@ def backtest(
         f"P@1% {m['precision_at_1pct']:.3f} P@2% {m['precision_at_2pct']:.3f} P@5% {m['precision_at_5pct']:.3f}"
         f" -> {out}/scores.csv, {out}/metrics.json"
     )
+
+
+@app.command()
+def simulate(
+    declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
+    seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
+    config: Path | None = typer.Option(None, help="TOML file with simulation settings."),
+) -> None:
+    """Week-by-week inspection-budget simulation of selection strategies (see docs/simulation.md)."""
+    from training.simulation import run_simulation_cli
+
+    run_simulation_cli(declarations, seizures, config)
+
+
+@app.command()
+def monitor(
+    declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
+    seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
+    recent_days: int = typer.Option(90, help="Compare the last N days of declarations with the training window."),
+) -> None:
+    """Drift report: PSI per feature, score and channel-rate shift against the training window."""
+    from training.monitor import run_monitor_cli
+
+    run_monitor_cli(declarations, seizures, recent_days)
