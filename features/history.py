@@ -136,14 +136,15 @@ class History:
     def knows_declaration(self, declaration_ids: pd.Series) -> np.ndarray:
         """Whether each declaration id is already in the history."""
         known = np.zeros(len(declaration_ids), dtype=bool)
-        ids = pd.Index(declaration_ids.astype("str"))
+        ids = pd.Index(np.asarray(declaration_ids, dtype=object), dtype=object)
         for segment in self.segments:
-            known |= ids.isin(segment.attributes.index)
+            known |= segment.attributes.index.get_indexer(ids) >= 0
         return known
 
     def attributes_of(self, declaration_ids: pd.Series) -> pd.DataFrame:
         """Exporter, consignee, broker, destination and HS code of known declarations."""
-        frames = [s.attributes.reindex(declaration_ids.astype("str").to_numpy()) for s in self.segments]
+        wanted = np.asarray(declaration_ids, dtype=object)
+        frames = [s.attributes.reindex(wanted) for s in self.segments]
         if not frames:
             return pd.DataFrame(index=declaration_ids.to_numpy(), columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
         out = frames[0]
@@ -217,7 +218,8 @@ def _build_segment(
 
     attributes = pd.DataFrame(
         {name: pd.Series(columns[name], dtype="str") for name in _ATTRIBUTE_COLUMNS},
-        index=pd.Index(pd.Series(columns["declaration_id"], dtype="str"), name="declaration_id"),
+        # object dtype: the index's hash table is built once and reused by every lookup
+        index=pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id"),
     )
 
     indexes: dict[str, KeyedEvents] = {

@@ -133,13 +133,18 @@ class ScoringEngine:
     def features(self, declarations: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame:
         return compute_online_features(declarations, self.store.history, self.model.reference)
 
-    def score(self, declarations: pd.DataFrame | dict[str, np.ndarray], explain: bool = True) -> list[dict]:
+    def score(
+        self,
+        declarations: pd.DataFrame | dict[str, np.ndarray],
+        explain: bool = True,
+        scored_at: dt.datetime | None = None,
+    ) -> list[dict]:
         """One result dict per declaration, in input order."""
         columns = columns_of(declarations)
         features = self.features(columns)
         contexts = declaration_contexts(columns, self.model.reference) if explain else None
         batch = self.model.scorer.score(features, contexts, explain=explain)
-        scored_at = dt.datetime.now(dt.UTC).isoformat()
+        scored_at_text = (scored_at or dt.datetime.now(dt.UTC)).isoformat()
         model_ref = {"name": self.model.name, "version": self.model.version}
         ids = columns["declaration_id"].tolist()
         risk = batch.risk_score.tolist()
@@ -156,7 +161,7 @@ class ScoringEngine:
                     "reasons": [r.__dict__ for r in batch.reasons[i]] if explain else [],
                     "rule_hits": batch.rule_hits[i],
                     "model": model_ref,
-                    "scored_at": scored_at,
+                    "scored_at": scored_at_text,
                 }
             )
         return results

@@ -1,13 +1,16 @@
 """BentoML scoring service: `bentoml serve serving.service:DiversionRiskService`.
 
-Endpoints: POST /score, POST /history/declarations, POST /history/seizures, GET /model;
-BentoML's /livez, /readyz (ready only when model and history are loaded), /metrics, the
-OpenAPI document (/docs.json) and docs page (/). One worker: the history store lives in
-the worker's memory (a second worker would not see the first one's appends).
+Endpoints: POST /score (scorer), POST /history/declarations and /history/seizures
+(analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor); BentoML's
+/livez, /readyz (ready only when model and history are loaded), /metrics, the OpenAPI
+document (/docs.json) and docs page (/). Every scoring decision is committed to the audit
+store before its response is sent. One worker: the history store lives in the worker's
+memory (a second worker would not see the first one's appends).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import uuid
@@ -20,10 +23,13 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import bentoml  # noqa: E402
 import orjson  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
+from features.definitions import FEATURE_SET  # noqa: E402
+from serving.audit import AuditRecord, AuditStore, declaration_hash  # noqa: E402
+from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.middleware import RequestGuard  # noqa: E402
 from serving.schemas import Declaration, HistoryAck, ModelInfo, ScoreResponse, Seizure  # noqa: E402
@@ -32,12 +38,28 @@ from serving.settings import ServiceSettings  # noqa: E402
 log = logging.getLogger("serving")
 SETTINGS = ServiceSettings.from_env()
 MAX_BATCH = SETTINGS.max_batch
+REGISTRY = TokenRegistry.from_env()
+DEMO_MODE = demo_mode_from_env()
+if REGISTRY is None and not DEMO_MODE:
+    raise AuthConfigError(
+        "no API tokens configured: set DIVERSION_TOKENS_FILE (see `python -m serving.auth --help`) "
+        "or DIVERSION_TOKENS; for a local demo only, set DIVERSION_DEMO_MODE=true"
+    )
+if REGISTRY is None:
+    log.warning("=" * 72)
+    log.warning("DEMO MODE: NO AUTHENTICATION. Every caller has every role. Never use this in production.")
+    log.warning("=" * 72)
 
-info_app = FastAPI(title="diversion-risk model info", docs_url=None, redoc_url=None, openapi_url=None)
+info_app = FastAPI(title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def _caller(ctx: bentoml.Context) -> str:
+    state = ctx.request.scope.get("state") or {}
+    return str(state.get("caller", "unknown"))
 
 
 @bentoml.asgi_app(info_app, path="/")
@@ -50,8 +72,10 @@ class DiversionRiskService:
 
         self.settings = ServiceSettings.from_env()
         self.engine: ScoringEngine | None = None
+        self.audit: AuditStore | None = None
         self.load_error: str | None = None
         try:
+            self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
             log.warning(
                 "ready: model %s v%s, %d declarations in history",
@@ -59,27 +83,56 @@ class DiversionRiskService:
                 self.engine.model.version,
                 self.engine.store.declaration_count,
             )
-        except Exception as exc:  # any failure: stay up, not ready, and say why
+        except Exception as exc:  # any failure: stay up, not ready, and say exactly why
+            self.engine = None
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("NOT READY: %s", self.load_error)
 
     def __is_ready__(self) -> bool:
-        return self.engine is not None
+        return self.engine is not None and self.audit is not None
 
     def _engine(self):
-        if self.engine is None:
+        if self.engine is None or self.audit is None:
             raise NotReady(f"service not ready: {self.load_error}")
         return self.engine
 
     @bentoml.api(route="/score")
     def score(
-        self, declarations: Annotated[list[Declaration], Field(min_length=1, max_length=MAX_BATCH)]
+        self,
+        declarations: Annotated[list[Declaration], Field(min_length=1, max_length=MAX_BATCH)],
+        ctx: bentoml.Context,
     ) -> ScoreResponse:
-        """Score 1..N declarations; results in request order."""
+        """Score 1..N declarations; results in request order; each decision audited before the answer."""
         engine = self._engine()
-        results = engine.score(declaration_columns([d.model_dump() for d in declarations]))
-        body = orjson.dumps({"request_id": uuid.uuid4().hex, "scores": results})
-        return Response(body, media_type="application/json")  # type: ignore[return-value]
+        received = [d.model_dump() for d in declarations]
+        request_id = uuid.uuid4().hex
+        scored_at = dt.datetime.now(dt.UTC)
+        results = engine.score(declaration_columns(received), scored_at=scored_at)
+        caller = _caller(ctx)
+        records = []
+        for declaration, result in zip(declarations, results, strict=True):
+            as_received = declaration.model_dump(mode="json", exclude_none=True)
+            records.append(
+                AuditRecord(
+                    request_id=request_id,
+                    caller=caller,
+                    declaration_id=result["declaration_id"],
+                    declaration_sha256=declaration_hash(as_received),
+                    declaration=as_received,
+                    model_name=engine.model.name,
+                    model_version=engine.model.version,
+                    feature_set_version=FEATURE_SET.version,
+                    risk_score=result["risk_score"],
+                    channel=result["channel"],
+                    reasons=result["reasons"],
+                    rule_hits=result["rule_hits"],
+                    scored_at=scored_at,
+                )
+            )
+        self.audit.record(records)  # committed before the response exists
+        return Response(  # type: ignore[return-value]
+            orjson.dumps({"request_id": request_id, "scores": results}), media_type="application/json"
+        )
 
     @bentoml.api(route="/history/declarations")
     def history_declarations(
@@ -89,26 +142,37 @@ class DiversionRiskService:
         engine = self._engine()
         result = engine.store.add_declarations([d.model_dump() for d in declarations])
         return HistoryAck(
-            accepted=result.accepted,
-            duplicates=result.duplicates,
-            history_declarations=engine.store.declaration_count,
+            accepted=result.accepted, duplicates=result.duplicates, history_declarations=engine.store.declaration_count
         )
 
     @bentoml.api(route="/history/seizures")
-    def history_seizures(self, seizures: Annotated[list[Seizure], Field(min_length=1, max_length=MAX_BATCH)]) -> HistoryAck:
+    def history_seizures(
+        self, seizures: Annotated[list[Seizure], Field(min_length=1, max_length=MAX_BATCH)]
+    ) -> HistoryAck:
         """Record seizures: they raise the risk of the entities they name from `seized_at` on."""
         engine = self._engine()
         result = engine.store.add_seizures([s.model_dump() for s in seizures])
         return HistoryAck(
-            accepted=result.accepted,
-            duplicates=result.duplicates,
-            history_declarations=engine.store.declaration_count,
+            accepted=result.accepted, duplicates=result.duplicates, history_declarations=engine.store.declaration_count
         )
 
     @info_app.get("/model")
     def model_info(self) -> ModelInfo:
         """Model name, version, run id, feature set, test metrics and inspection policy."""
-        return ModelInfo(**self._engine().info())
+        if self.engine is None:
+            raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
+        return ModelInfo(**self.engine.info())
+
+    @info_app.get("/audit/decisions/{declaration_id}")
+    def audit_decisions(self, declaration_id: str, request: Request) -> list[dict]:
+        """Every recorded decision about one declaration, oldest first (auditor role)."""
+        if self.audit is None:
+            raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
+        decisions = self.audit.get(declaration_id[:64])
+        if not decisions:
+            raise HTTPException(status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}")
+        return [{**d.__dict__, "scored_at": d.scored_at.isoformat()} for d in decisions]
 
 
+DiversionRiskService.add_asgi_middleware(AuthMiddleware, registry=REGISTRY, demo_mode=DEMO_MODE)
 DiversionRiskService.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH)

@@ -22,6 +22,8 @@ class ServiceSettings(BaseModel):
     history_declarations: Path = Path("data/synthetic/declarations.parquet")
     history_seizures: Path = Path("data/synthetic/seizures.parquet")
     history_db: str = "sqlite:///outputs/service/history.db"
+    audit_db: str = "sqlite:///outputs/service/audit.db"
+    audit_schema: str | None = Field(None, description="PostgreSQL schema of the audit tables")
     max_batch: int = Field(10_000, gt=0)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     compact_every: int = Field(64, gt=0, description="rebuild the history index after this many appends")
