@@ -67,15 +67,19 @@ $(DECLARATIONS) $(SEIZURES):
 
 .PHONY: train
 train: $(STAMP) $(DECLARATIONS) ## Fit, evaluate against baselines, log to MLflow, register, promote (@champion)
-	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
 
 .PHONY: backtest
 backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)
 	$(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
 		--train-until $(TRAIN_UNTIL) --test-from $(TEST_FROM) --test-to $(TEST_TO) --out $(OUT)/backtest
 
+.PHONY: export-outcomes
+export-outcomes: $(STAMP) ## Export the service's history and inspection outcomes as contract files (outputs/outcomes)
+	$(BIN)/python -m serving export-outcomes --out $(OUT)/outcomes
+
 .PHONY: serve
-serve: $(STAMP) ## Serve the @champion model with BentoML on 127.0.0.1:$(PORT)
+serve: $(STAMP) ## Serve @champion with BentoML on 127.0.0.1:PORT (tokens: DIVERSION_TOKENS_FILE; DIVERSION_DEMO_MODE=true for no auth)
 	$(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT)
 
 .PHONY: mlflow-ui

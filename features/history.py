@@ -216,10 +216,11 @@ def _build_segment(
     valid_unit_value = np.isfinite(log_unit_value)
     log_value_per_kg = value_per_kg_log(columns)
 
+    # object dtype: the index's hash table is built once and reused by every lookup
+    ids = pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id")
     attributes = pd.DataFrame(
-        {name: pd.Series(columns[name], dtype="str") for name in _ATTRIBUTE_COLUMNS},
-        # object dtype: the index's hash table is built once and reused by every lookup
-        index=pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id"),
+        {name: pd.Series(np.asarray(columns[name], dtype=object), index=ids, dtype="str") for name in _ATTRIBUTE_COLUMNS},
+        index=ids,
     )
 
     indexes: dict[str, KeyedEvents] = {

@@ -57,10 +57,15 @@ def fit_booster(
     validation_labels: np.ndarray,
     categorical: tuple[str, ...],
     params: BoosterParams,
+    train_weights: np.ndarray | None = None,
 ) -> lgb.Booster:
     """Fit LightGBM with early stopping on the validation window (class imbalance by weight)."""
     train_set = lgb.Dataset(
-        train_features, label=train_labels, categorical_feature=list(categorical), free_raw_data=False
+        train_features,
+        label=train_labels,
+        weight=train_weights,
+        categorical_feature=list(categorical),
+        free_raw_data=False,
     )
     validation_set = lgb.Dataset(
         validation_features, label=validation_labels, categorical_feature=list(categorical), reference=train_set

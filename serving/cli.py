@@ -37,3 +37,24 @@ def bench(
     from serving.bench import run_bench
 
     run_bench(declarations, seizures, singles=singles, batches=batches)
+
+
+@app.command("export-outcomes")
+def export_outcomes(
+    out: Path = typer.Option(Path("outputs/outcomes"), help="Folder for the contract CSV files."),
+) -> None:
+    """Write the service's history (base + appended) and inspection outcomes as contract files for `make train`."""
+    from features.reference import load_reference
+    from serving.history_store import HistoryStore
+    from serving.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env()
+    store = HistoryStore.open(
+        settings.history_db, settings.history_declarations, settings.history_seizures, load_reference()
+    )
+    counts = store.export_contract(out)
+    typer.echo(
+        ", ".join(f"{n:,} {name}" for name, n in counts.items())
+        + f" -> {out}/; retrain with: make train DECLARATIONS={out}/declarations.csv "
+        f"SEIZURES={out}/seizures.csv INSPECTIONS={out}/inspections.csv"
+    )

@@ -41,6 +41,17 @@ seizures_table = sa.Table(
     sa.Column("received_at", sa.DateTime, nullable=False),
 )
 
+inspections_table = sa.Table(
+    "outcome_inspections",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("declaration_id", sa.String(64), nullable=False, index=True),
+    sa.Column("inspected_at", sa.DateTime, nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("declaration_id", "inspected_at", name="uq_outcome_inspection"),
+)
+
 
 def make_engine(url: str) -> sa.Engine:
     """SQLAlchemy engine; SQLite gets WAL mode and full fsync so acknowledged writes survive."""
@@ -85,11 +96,15 @@ class HistoryStore:
         with engine.connect() as connection:
             stored_declarations = [
                 json.loads(r.payload)
-                for r in connection.execute(sa.select(declarations_table.c.payload).order_by(declarations_table.c.declared_at))
+                for r in connection.execute(
+                    sa.select(declarations_table.c.payload).order_by(declarations_table.c.declared_at)
+                )
             ]
             stored_seizures = [
                 json.loads(r.payload)
-                for r in connection.execute(sa.select(seizures_table.c.payload).order_by(seizures_table.c.seized_at))
+                for r in connection.execute(
+                    sa.select(seizures_table.c.payload).order_by(seizures_table.c.seized_at)
+                )
             ]
         self._declarations = [base_declarations, _decode_declarations(stored_declarations)]
         self._seizures = [base_seizures, _decode_seizures(stored_seizures)]
@@ -133,7 +148,9 @@ class HistoryStore:
                         "payload": json.dumps(record, default=str),
                         "received_at": now,
                     }
-                    for record, declared_at, keep in zip(records, frame["declared_at"], ~known & ~repeated, strict=True)
+                    for record, declared_at, keep in zip(
+                        records, frame["declared_at"], ~known & ~repeated, strict=True
+                    )
                     if keep
                 ]
                 with self._engine.begin() as connection:
@@ -169,12 +186,83 @@ class HistoryStore:
                 self._advance(None, fresh)
         return AppendResult(accepted=len(fresh), duplicates=duplicates)
 
+    def add_inspections(self, records: list[dict]) -> AppendResult:
+        """Commit inspection outcomes; a SEIZURE result also enters the history as a seizure."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows, seen, duplicates = [], set(), []
+        with self._engine.connect() as connection:
+            stored = {
+                (r.declaration_id, r.inspected_at)
+                for r in connection.execute(
+                    sa.select(inspections_table.c.declaration_id, inspections_table.c.inspected_at).where(
+                        inspections_table.c.declaration_id.in_({r["declaration_id"] for r in records})
+                    )
+                )
+            }
+        for record in records:
+            at = _utc_naive(record["inspected_at"])
+            key = (record["declaration_id"], at)
+            if key in stored or key in seen:
+                duplicates.append(record["declaration_id"])
+                continue
+            seen.add(key)
+            rows.append(
+                {"declaration_id": key[0], "inspected_at": at, "result": record["result"], "received_at": now}
+            )
+        if rows:
+            with self._engine.begin() as connection:
+                connection.execute(sa.insert(inspections_table), rows)
+        found = [
+            {
+                "seizure_id": f"INSPECTION-{r['declaration_id']}-{r['inspected_at']:%Y%m%dT%H%M%S}",
+                "seized_at": r["inspected_at"],
+                "declaration_id": r["declaration_id"],
+                "country": "IN",
+                "substance": "undetermined",
+                "agency": "CUSTOMS-INSPECTION",
+            }
+            for r in rows
+            if r["result"] == "SEIZURE"
+        ]
+        if found:
+            self.add_seizures(found)
+        return AppendResult(accepted=len(rows), duplicates=duplicates)
+
+    def export_contract(self, out_dir: Path) -> dict[str, int]:
+        """Write the full history (base + appended) and the inspections as contract CSV files."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            declarations = pd.concat(self._declarations, ignore_index=True).sort_values(
+                "declared_at", kind="stable"
+            )
+            seizures = pd.concat(self._seizures, ignore_index=True).sort_values("seized_at", kind="stable")
+        with self._engine.connect() as connection:
+            inspections = pd.read_sql(
+                sa.select(
+                    inspections_table.c.declaration_id,
+                    inspections_table.c.inspected_at,
+                    inspections_table.c.result,
+                ).order_by(inspections_table.c.inspected_at),
+                connection,
+            )
+        for name, frame in (
+            ("declarations", declarations),
+            ("seizures", seizures),
+            ("inspections", inspections),
+        ):
+            frame.to_csv(out_dir / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        return {"declarations": len(declarations), "seizures": len(seizures), "inspections": len(inspections)}
+
     def _advance(self, declarations: pd.DataFrame | None, seizures: pd.DataFrame | None) -> None:
         self._appends += 1
         if self._appends % self._compact_every == 0:
             self.history = self._rebuild()
         else:
             self.history = self.history.append(declarations, seizures, self._reference)
+
+
+def _utc_naive(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def _decode_declarations(records: list[dict]) -> pd.DataFrame:

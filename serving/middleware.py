@@ -21,7 +21,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Request bodies are JSON objects whose list field holds the records.
-_LIST_FIELDS = {"/score": "declarations", "/history/declarations": "declarations", "/history/seizures": "seizures"}
+_LIST_FIELDS = {
+    "/score": "declarations",
+    "/history/declarations": "declarations",
+    "/history/seizures": "seizures",
+    "/outcomes": "inspections",
+}
 
 
 async def _json_response(send: Send, status: int, document: dict) -> None:

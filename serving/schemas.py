@@ -93,6 +93,12 @@ class Inspection(BaseModel):
     result: Literal[INSPECTION_RESULTS]  # type: ignore[valid-type]
 
 
+class OutcomeAck(BaseModel):
+    inspections_accepted: int
+    seizures_accepted: int
+    duplicates: list[str]
+
+
 class Reason(BaseModel):
     feature: str
     value: float | None

@@ -32,7 +32,15 @@ from serving.audit import AuditRecord, AuditStore, declaration_hash  # noqa: E40
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.middleware import RequestGuard  # noqa: E402
-from serving.schemas import Declaration, HistoryAck, ModelInfo, ScoreResponse, Seizure  # noqa: E402
+from serving.schemas import (  # noqa: E402
+    Declaration,
+    HistoryAck,
+    Inspection,
+    ModelInfo,
+    OutcomeAck,
+    ScoreResponse,
+    Seizure,
+)
 from serving.settings import ServiceSettings  # noqa: E402
 
 log = logging.getLogger("serving")
@@ -50,7 +58,9 @@ if REGISTRY is None:
     log.warning("DEMO MODE: NO AUTHENTICATION. Every caller has every role. Never use this in production.")
     log.warning("=" * 72)
 
-info_app = FastAPI(title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None)
+info_app = FastAPI(
+    title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None
+)
 
 
 class NotReady(BentoMLException):
@@ -142,7 +152,9 @@ class DiversionRiskService:
         engine = self._engine()
         result = engine.store.add_declarations([d.model_dump() for d in declarations])
         return HistoryAck(
-            accepted=result.accepted, duplicates=result.duplicates, history_declarations=engine.store.declaration_count
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            history_declarations=engine.store.declaration_count,
         )
 
     @bentoml.api(route="/history/seizures")
@@ -153,7 +165,25 @@ class DiversionRiskService:
         engine = self._engine()
         result = engine.store.add_seizures([s.model_dump() for s in seizures])
         return HistoryAck(
-            accepted=result.accepted, duplicates=result.duplicates, history_declarations=engine.store.declaration_count
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            history_declarations=engine.store.declaration_count,
+        )
+
+    @bentoml.api(route="/outcomes")
+    def outcomes(
+        self,
+        inspections: Annotated[list[Inspection], Field(max_length=MAX_BATCH)] = [],  # noqa: B006
+        seizures: Annotated[list[Seizure], Field(max_length=MAX_BATCH)] = [],  # noqa: B006
+    ) -> OutcomeAck:
+        """Inspection results and seizure reports: stored durably, in the history at once, exported for retraining."""
+        engine = self._engine()
+        found = engine.store.add_seizures([s.model_dump() for s in seizures]) if seizures else None
+        checked = engine.store.add_inspections([i.model_dump() for i in inspections]) if inspections else None
+        return OutcomeAck(
+            inspections_accepted=checked.accepted if checked else 0,
+            seizures_accepted=found.accepted if found else 0,
+            duplicates=(checked.duplicates if checked else []) + (found.duplicates if found else []),
         )
 
     @info_app.get("/model")
@@ -170,9 +200,13 @@ class DiversionRiskService:
             raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
         decisions = self.audit.get(declaration_id[:64])
         if not decisions:
-            raise HTTPException(status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}")
+            raise HTTPException(
+                status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
+            )
         return [{**d.__dict__, "scored_at": d.scored_at.isoformat()} for d in decisions]
 
 
 DiversionRiskService.add_asgi_middleware(AuthMiddleware, registry=REGISTRY, demo_mode=DEMO_MODE)
-DiversionRiskService.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH)
+DiversionRiskService.add_asgi_middleware(
+    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH
+)

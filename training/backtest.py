@@ -17,7 +17,7 @@ from models.estimator import PlattCalibration, fit_booster
 from models.scorer import DiversionScorer, InspectionPolicy
 from training.config import TrainingConfig
 from training.evaluation import evaluate_scores
-from training.labels import Labels, Windows, declaration_labels, fit_windows
+from training.labels import Labels, Windows, declaration_labels, fit_windows, inspected_before
 
 #: Quantiles of training-period scores kept with the model for score percentiles.
 _PERCENTILE_POINTS = 1001
@@ -40,7 +40,9 @@ class FitResult:
     validation_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def build_features(declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables) -> pd.DataFrame:
+def build_features(
+    declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables
+) -> pd.DataFrame:
     """Point-in-time features of every declaration against the whole history."""
     history = History.build(declarations, seizures, reference)
     return compute_features(declarations, history, reference)
@@ -54,15 +56,29 @@ def fit_and_evaluate(
     train_until: pd.Timestamp,
     test_from: pd.Timestamp,
     test_to: pd.Timestamp,
+    inspections: pd.DataFrame | None = None,
 ) -> FitResult:
-    """Train on what was known before `train_until`; evaluate once on [test_from, test_to)."""
+    """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
+
+    With an inspections table: inspections that found a seizure are positives; declarations
+    with neither a seizure nor an inspection on record are unknown rather than clean, and
+    weigh `config.uninspected_negative_weight` in training.
+    """
     declared_at = declarations["declared_at"]
     windows = fit_windows(
         declared_at, train_until, test_from, test_to, config.label_window_days, config.validation_share
     )
-    known = declaration_labels(declarations, seizures, config.label_window_days, known_before=train_until)
+    known = declaration_labels(
+        declarations, seizures, config.label_window_days, known_before=train_until, inspections=inspections
+    )
+    inspected = inspected_before(declarations, inspections, known_before=train_until)
+    weights = None
+    if inspections is not None and not inspections.empty:
+        weights = np.where(known.diverted | inspected, 1.0, config.uninspected_negative_weight)
     train_mask = (declared_at < windows.validation_from).to_numpy()
-    validation_mask = ((declared_at >= windows.validation_from) & (declared_at < windows.mature_until)).to_numpy()
+    validation_mask = (
+        (declared_at >= windows.validation_from) & (declared_at < windows.mature_until)
+    ).to_numpy()
     test_mask = ((declared_at >= test_from) & (declared_at < test_to)).to_numpy()
     _require_both_classes(known.diverted[train_mask], "training")
     _require_both_classes(known.diverted[validation_mask], "validation")
@@ -71,7 +87,13 @@ def fit_and_evaluate(
     x_train, x_validation = features.loc[train_mask, columns], features.loc[validation_mask, columns]
     y_train, y_validation = known.diverted[train_mask], known.diverted[validation_mask]
     booster = fit_booster(
-        x_train, y_train, x_validation, y_validation, FEATURE_SET.categorical, config.booster_params()
+        x_train,
+        y_train,
+        x_validation,
+        y_validation,
+        FEATURE_SET.categorical,
+        config.booster_params(),
+        train_weights=None if weights is None else weights[train_mask],
     )
     raw_validation = booster.predict(x_validation.to_numpy(dtype=np.float64), raw_score=True)
     calibration = PlattCalibration.fit(raw_validation, y_validation)
@@ -80,7 +102,9 @@ def fit_and_evaluate(
         validation_scores, config.red_rate, config.yellow_rate, config.mandatory_red_rules
     )
     period_mask = train_mask | validation_mask
-    period_scores = calibration(booster.predict(features.loc[period_mask, columns].to_numpy(np.float64), raw_score=True))
+    period_scores = calibration(
+        booster.predict(features.loc[period_mask, columns].to_numpy(np.float64), raw_score=True)
+    )
     scorer = DiversionScorer(
         booster=booster,
         feature_names=tuple(columns),
@@ -96,10 +120,14 @@ def fit_and_evaluate(
     )
 
     # The test window is touched once, after everything above is fitted.
-    test_labels = declaration_labels(declarations.loc[test_mask], seizures, config.label_window_days)
+    test_labels = declaration_labels(
+        declarations.loc[test_mask], seizures, config.label_window_days, inspections=inspections
+    )
     x_test = features.loc[test_mask, columns]
     test_scores = scorer.predict_proba(x_test)
-    metrics = evaluate_scores(test_scores, test_labels.diverted, test_labels.seized_kg, probabilities=test_scores)
+    metrics = evaluate_scores(
+        test_scores, test_labels.diverted, test_labels.seized_kg, probabilities=test_scores
+    )
     validation_metrics = evaluate_scores(validation_scores, y_validation, known.seized_kg[validation_mask])
 
     baseline_scores = {
@@ -151,7 +179,8 @@ def write_backtest(result: FitResult, declarations: pd.DataFrame, out: Path) -> 
         "baselines": result.baselines,
         "windows": result.windows.as_dict(),
         "feature_set": {"name": FEATURE_SET.name, "version": FEATURE_SET.version},
-        "inspection_policy": result.scorer.policy.__dict__ | {"mandatory_red_rules": list(result.scorer.policy.mandatory_red_rules)},
+        "inspection_policy": result.scorer.policy.__dict__
+        | {"mandatory_red_rules": list(result.scorer.policy.mandatory_red_rules)},
     }
     (out / "metrics.json").write_text(json.dumps(document, indent=2, sort_keys=True, default=_json_default))
 
@@ -164,7 +193,9 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def default_windows(declared_at: pd.Series, label_window_days: int, test_days: int) -> tuple[pd.Timestamp, ...]:
+def default_windows(
+    declared_at: pd.Series, label_window_days: int, test_days: int
+) -> tuple[pd.Timestamp, ...]:
     """Default `train` windows: test = the last `test_days` whose labels are mature at the data's end."""
     end = declared_at.max()
     test_to = (end - pd.Timedelta(days=label_window_days)).floor("D")

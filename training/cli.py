@@ -158,3 +158,11 @@ def monitor(
     from training.monitor import run_monitor_cli
 
     run_monitor_cli(declarations, seizures, recent_days)
+
+
+@app.command("bench-train")
+def bench_train(rows: int = typer.Option(1_000_000, help="Declarations to generate, featurise and train on.")) -> None:
+    """Wall time and peak memory of feature building and training."""
+    from training.bench import bench_train as run
+
+    run(rows)

@@ -27,6 +27,14 @@ class TrainingConfig(BaseModel):
     test_days: int = Field(120, gt=0, description="length of the test window before label maturity ends")
     validation_share: float = Field(0.2, gt=0.0, lt=0.9)
 
+    uninspected_negative_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="training weight of declarations with no seizure and no inspection on record, when an "
+        "inspections table is given (inspected-and-clean declarations weigh 1)",
+    )
+
     red_rate: float = Field(0.02, gt=0.0, lt=1.0)
     yellow_rate: float = Field(0.08, ge=0.0, lt=1.0)
     mandatory_red_rules: tuple[str, ...] = ("controlled_without_authorisation",)

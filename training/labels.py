@@ -16,21 +16,48 @@ class Labels:
     seized_kg: np.ndarray  # float, kg seized on label-window seizures of the declaration
 
 
+def inspection_seizures(inspections: pd.DataFrame | None) -> pd.DataFrame:
+    """Inspections that found a seizure, as seizure-like rows (declaration, time, no quantity)."""
+    if inspections is None or inspections.empty:
+        return pd.DataFrame(
+            {
+                "declaration_id": pd.Series([], dtype="str"),
+                "seized_at": pd.Series([], dtype="datetime64[us]"),
+                "quantity_kg": pd.Series([], dtype="float64"),
+            }
+        )
+    found = inspections.loc[inspections["result"] == "SEIZURE"]
+    return pd.DataFrame(
+        {
+            "declaration_id": found["declaration_id"].astype("str").to_numpy(),
+            "seized_at": found["inspected_at"].to_numpy(),
+            "quantity_kg": np.nan,
+        }
+    )
+
+
 def declaration_labels(
     declarations: pd.DataFrame,
     seizures: pd.DataFrame,
     label_window_days: int,
     known_before: pd.Timestamp | None = None,
+    inspections: pd.DataFrame | None = None,
 ) -> Labels:
     """A declaration is diverted when a seizure naming it falls within the label window.
 
-    With `known_before`, only seizures reported strictly before that time count (what a
-    model trained at that time could have known).
+    An inspection whose result is SEIZURE counts as a seizure of that declaration at the
+    inspection time. With `known_before`, only outcomes reported strictly before that time
+    count (what a model trained at that time could have known).
     """
     linked = seizures.loc[seizures["declaration_id"].notna(), ["declaration_id", "seized_at", "quantity_kg"]]
+    extra = inspection_seizures(inspections)
+    if len(extra):
+        linked = pd.concat([linked, extra], ignore_index=True)
     if known_before is not None:
         linked = linked.loc[linked["seized_at"] < known_before]
-    filed = pd.Series(declarations["declared_at"].to_numpy(), index=declarations["declaration_id"].astype("str"))
+    filed = pd.Series(
+        declarations["declared_at"].to_numpy(), index=declarations["declaration_id"].astype("str")
+    )
     declared_at = filed.reindex(linked["declaration_id"].astype("str").to_numpy()).to_numpy()
     lag = linked["seized_at"].to_numpy() - declared_at
     window = np.timedelta64(label_window_days, "D")
@@ -43,6 +70,23 @@ def declaration_labels(
     diverted = ids.isin(per_declaration.index).to_numpy()
     seized_kg = per_declaration.reindex(ids.to_numpy()).fillna(0.0).to_numpy(dtype=np.float64)
     return Labels(diverted=diverted, seized_kg=seized_kg)
+
+
+def inspected_before(
+    declarations: pd.DataFrame, inspections: pd.DataFrame | None, known_before: pd.Timestamp | None = None
+) -> np.ndarray:
+    """Whether each declaration had a customs examination reported (before `known_before`)."""
+    if inspections is None or inspections.empty:
+        return np.zeros(len(declarations), dtype=bool)
+    reported = (
+        inspections if known_before is None else inspections.loc[inspections["inspected_at"] < known_before]
+    )
+    return (
+        declarations["declaration_id"]
+        .astype("str")
+        .isin(set(reported["declaration_id"].astype("str")))
+        .to_numpy()
+    )
 
 
 @dataclass(frozen=True)

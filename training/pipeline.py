@@ -74,7 +74,9 @@ def train(config: TrainingConfig) -> TrainOutcome:
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
-    result = fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
+    result = fit_and_evaluate(
+        declarations, seizures, features, config, train_until, test_from, test_to, inspections=tables.inspections
+    )
     print_comparison(result)
 
     configure_tracking(config.tracking_uri, config.experiment)

@@ -168,3 +168,36 @@ def test_online_appends_match_offline_on_thousands_of_declarations(chunk: int) -
             history = History.build(seen, seizures.loc[seizures["seized_at"] < block_end], REFERENCE)
     online = pd.concat(online_parts)
     pd.testing.assert_frame_equal(online, full.iloc[split:], check_exact=False, rtol=1e-7, atol=1e-7)
+
+
+def test_seizures_naming_a_declaration_count_for_its_exporter_consignee_broker_and_route() -> None:
+    declarations, _ = make_history(np.random.default_rng(5), 40, 0)
+    declarations.loc[:, "exporter_id"] = "E1"
+    declarations.loc[:, "consignee_id"] = "C1"
+    declarations.loc[:, "customs_broker_id"] = "B1"
+    declarations.loc[:, "destination_country"] = "NG"
+    first = declarations.iloc[0]
+    seizures = pd.DataFrame(
+        {
+            "seizure_id": pd.Series(["S1"], dtype="str"),
+            "seized_at": pd.Series([declarations["declared_at"].iloc[20]]).astype("datetime64[us]"),
+            "declaration_id": pd.Series([first["declaration_id"]], dtype="str"),
+            "exporter_id": pd.Series([None], dtype="str"),
+            "consignee_id": pd.Series([None], dtype="str"),
+            "country": pd.Series(["NG"], dtype="str"),
+            "substance": pd.Series(["tramadol"], dtype="str"),
+            "quantity_kg": [3.0],
+            "agency": pd.Series(["NCB"], dtype="str"),
+        }
+    )
+    features = offline(declarations, seizures)
+    later = declarations["declared_at"] > seizures["seized_at"].iloc[0]
+    assert (features.loc[later, "exporter_prior_seizures"] == 1).all()
+    assert (features.loc[later, "consignee_prior_seizures"] == 1).all()
+    assert (features.loc[~later, "exporter_prior_seizures"] == 0).all()
+    assert (features.loc[later, "broker_seizure_rate"] > features.loc[~later, "broker_seizure_rate"].max()).all()
+    assert (features.loc[later, "destination_seizure_rate"] > features.loc[~later, "destination_seizure_rate"].max()).all()
+    # the same through the service's path: the seizure appended after the declarations
+    history = History.build(declarations, seizures.iloc[:0], REFERENCE).append(None, seizures, REFERENCE)
+    online = compute_features(declarations, history, REFERENCE)
+    pd.testing.assert_frame_equal(online, features, check_exact=False, rtol=1e-9, atol=1e-9)

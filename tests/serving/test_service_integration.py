@@ -234,3 +234,53 @@ def test_missing_model_means_not_ready_and_no_scores(deployment, tmp_path: Path)
         )
         assert response.status_code == 503
     assert "no-such-model" in (tmp_path / "log").read_text()
+
+
+def test_outcomes_update_history_at_once_and_export_for_retraining(deployment, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    base, records = deployment["base"], deployment["records"]
+    target = dict(records[-2])
+    target["declaration_id"] = "OUTCOME-PROBE-1"
+    headers = _auth(deployment, "scorer")
+    earlier = [r for r in records if r["exporter_id"] == target["exporter_id"] and r["declared_at"] < target["declared_at"]]
+    inspected = dict(earlier[0] if earlier else records[0])
+    inspected.update(declaration_id="INSPECTED-1", exporter_id=target["exporter_id"])
+    inspected["declared_at"] = (pd.Timestamp(target["declared_at"]) - pd.Timedelta(days=3)).isoformat()
+    ack = httpx.post(f"{base}/history/declarations", json={"declarations": [inspected]}, headers=_auth(deployment, "analyst"))
+    assert ack.status_code == 200
+    before = httpx.post(f"{base}/score", json={"declarations": [target]}, headers=headers).json()["scores"][0]
+    inspected_at = (pd.Timestamp(target["declared_at"]) - pd.Timedelta(days=1)).isoformat()
+    body = {
+        "inspections": [
+            {"declaration_id": "INSPECTED-1", "inspected_at": inspected_at, "result": "SEIZURE"},
+            {"declaration_id": records[3]["declaration_id"], "inspected_at": inspected_at, "result": "CLEAN"},
+        ]
+    }
+    response = httpx.post(f"{base}/outcomes", json=body, headers=_auth(deployment, "analyst"))
+    assert response.status_code == 200, response.text
+    assert response.json()["inspections_accepted"] == 2
+    assert httpx.post(f"{base}/outcomes", json=body, headers=headers).status_code == 403
+    after = httpx.post(f"{base}/score", json={"declarations": [target]}, headers=headers).json()["scores"][0]
+    assert after["risk_score"] > before["risk_score"]
+    result = subprocess.run(
+        [sys.executable, "-m", "serving", "export-outcomes", "--out", str(tmp_path / "outcomes")],
+        env={**os.environ, **deployment["env"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    inspections = pd.read_csv(tmp_path / "outcomes" / "inspections.csv")
+    assert set(inspections["result"]) == {"SEIZURE", "CLEAN"}
+    from features.validation import load_contract_tables
+
+    tables = load_contract_tables(
+        tmp_path / "outcomes" / "declarations.csv",
+        tmp_path / "outcomes" / "seizures.csv",
+        tmp_path / "outcomes" / "inspections.csv",
+    )
+    assert "INSPECTED-1" in set(tables.declarations["declaration_id"])
+    assert len(tables.inspections) == 2
