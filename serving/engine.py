@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.definitions import FEATURE_SET, compute_features, compute_online_features
+from features.definitions import FEATURE_SET, compute_online_features
 from features.history import columns_of
 from features.reference import ReferenceTables, load_reference
 from models.pyfunc import directory_digest
