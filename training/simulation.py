@@ -63,11 +63,15 @@ class SimulationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    inspection_rate: float = Field(0.05, gt=0.0, lt=1.0, description="share of each week's declarations inspected")
+    inspection_rate: float = Field(
+        0.05, gt=0.0, lt=1.0, description="share of each week's declarations inspected"
+    )
     exploration_share: float = Field(0.10, ge=0.0, le=1.0, description="share of the budget spent exploring")
     retrain_every_weeks: int = Field(4, gt=0)
     weeks: int = Field(52, gt=0, description="simulated weeks, ending at the last date with mature labels")
-    end: date | None = Field(None, description="end of the simulated period (default: data end minus label window)")
+    end: date | None = Field(
+        None, description="end of the simulated period (default: data end minus label window)"
+    )
     seed: int = 42
     strategies: tuple[str, ...] = STRATEGIES
     label_mode: LabelMode = INSPECTED_ONLY
@@ -81,7 +85,9 @@ class SimulationConfig(BaseModel):
     booster: dict = Field(default_factory=dict, description="overrides of the simulation's BoosterParams")
     label_window_days: int = Field(LABEL_WINDOW_DAYS, gt=0)
     output_dir: Path = Path("outputs/simulation")
-    tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
     experiment: str = "diversion-risk-simulation"
 
     @field_validator("strategies", "compare_label_modes_for")
@@ -125,7 +131,11 @@ class SimulationData:
 
     @classmethod
     def from_tables(
-        cls, declarations: pd.DataFrame, seizures: pd.DataFrame, features: pd.DataFrame, label_window_days: int
+        cls,
+        declarations: pd.DataFrame,
+        seizures: pd.DataFrame,
+        features: pd.DataFrame,
+        label_window_days: int,
     ) -> SimulationData:
         labels = declaration_labels(declarations, seizures, label_window_days)
         columns = list(FEATURE_SET.columns)
@@ -186,7 +196,9 @@ def simulation_period(
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """[start, end) of the simulated weeks: by default the last `weeks` whose labels are mature."""
     last = pd.Timestamp(declared_at.max())
-    period_to = pd.Timestamp(end) if end is not None else (last - pd.Timedelta(days=label_window_days)).floor("D")
+    period_to = (
+        pd.Timestamp(end) if end is not None else (last - pd.Timedelta(days=label_window_days)).floor("D")
+    )
     period_from = period_to - pd.Timedelta(weeks=weeks)
     first = pd.Timestamp(declared_at.min())
     if period_from <= first:
@@ -388,7 +400,9 @@ def simulate(data: SimulationData, config: SimulationConfig, progress: bool = Fa
                 inspected[arm.name][chosen] = True
                 exporters_seen[arm.name][data.exporter[chosen]] = True
                 records.append(
-                    _week_record(arm, week, period_from, rows, chosen, k, data, int(exporters_seen[arm.name].sum()))
+                    _week_record(
+                        arm, week, period_from, rows, chosen, k, data, int(exporters_seen[arm.name].sum())
+                    )
                 )
             if bar:
                 bar.update(task, advance=1, description=f"week {week + 1}/{weeks} ({fits} fits)")
@@ -470,7 +484,10 @@ def add_rates(weekly: pd.DataFrame) -> pd.DataFrame:
     out["normalised_precision"] = _ratio(out["hits"], out["oracle_hits"])
     out["normalised_kg"] = _ratio(out["seized_kg"], out["oracle_kg"])
     grouped = out.groupby("strategy", sort=False)
-    cum = {c: grouped[c].cumsum() for c in ("hits", "selected", "positives", "oracle_hits", "seized_kg", "total_kg", "oracle_kg")}
+    cum = {
+        c: grouped[c].cumsum()
+        for c in ("hits", "selected", "positives", "oracle_hits", "seized_kg", "total_kg", "oracle_kg")
+    }
     out["cum_precision"] = _ratio(cum["hits"], cum["selected"])
     out["cum_recall"] = _ratio(cum["hits"], cum["positives"])
     out["cum_kg_share"] = _ratio(cum["seized_kg"], cum["total_kg"])
@@ -498,7 +515,9 @@ def summarise(weekly: pd.DataFrame, arms: list[Arm]) -> pd.DataFrame:
                 "kg_share": float(_ratio(w["seized_kg"].sum(), w["total_kg"].sum())),
                 "normalised_precision": float(_ratio(w["hits"].sum(), w["oracle_hits"].sum())),
                 "normalised_kg": float(_ratio(w["seized_kg"].sum(), w["oracle_kg"].sum())),
-                "last_quarter_normalised_precision": float(_ratio(last["hits"].sum(), last["oracle_hits"].sum())),
+                "last_quarter_normalised_precision": float(
+                    _ratio(last["hits"].sum(), last["oracle_hits"].sum())
+                ),
                 "distinct_exporters": int(w["distinct_exporters"].iloc[-1]),
             }
         )
@@ -508,7 +527,10 @@ def summarise(weekly: pd.DataFrame, arms: list[Arm]) -> pd.DataFrame:
 def comparison_markdown(summary: pd.DataFrame) -> str:
     """The summary as a markdown table (precision etc. as decimals, kg and counts as integers)."""
     headers = list(summary.columns)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if h in ("strategy", "label_mode") else "---:" for h in headers) + "|"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if h in ("strategy", "label_mode") else "---:" for h in headers) + "|",
+    ]
     for _, row in summary.iterrows():
         cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
@@ -582,9 +604,13 @@ def log_to_mlflow(result: SimulationResult, paths: dict[str, Path], data_files: 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         config = json.loads(result.config.model_dump_json())
         mlflow.log_dict(config, "config.json")
-        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in config.items()})
+        mlflow.log_params(
+            {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in config.items()}
+        )
         mlflow.set_tags({f"data.{k}": str(v) for k, v in data_files.items()})
-        mlflow.log_params({"period_from": str(result.period_from.date()), "period_to": str(result.period_to.date())})
+        mlflow.log_params(
+            {"period_from": str(result.period_from.date()), "period_to": str(result.period_to.date())}
+        )
         metrics = {}
         for _, row in result.summary.iterrows():
             slug = row["strategy"].replace(" (", "__").replace(")", "")
@@ -602,8 +628,19 @@ def log_to_mlflow(result: SimulationResult, paths: dict[str, Path], data_files: 
 
 
 def print_summary(result: SimulationResult) -> None:
-    table = Table(title=f"simulation {result.period_from.date()} .. {result.period_to.date()}: strategies side by side")
-    for column in ("strategy", "precision", "recall", "kg share", "prec/oracle", "kg/oracle", "last qtr prec/oracle", "exporters"):
+    table = Table(
+        title=f"simulation {result.period_from.date()} .. {result.period_to.date()}: strategies side by side"
+    )
+    for column in (
+        "strategy",
+        "precision",
+        "recall",
+        "kg share",
+        "prec/oracle",
+        "kg/oracle",
+        "last qtr prec/oracle",
+        "exporters",
+    ):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for _, row in result.summary.iterrows():
         table.add_row(
@@ -631,8 +668,12 @@ def run_simulation_cli(declarations: Path, seizures: Path, config: Path | None) 
     console.print(f"[bold]contract[/]: {tables.report.summary()}")
     t0 = time.perf_counter()
     features = build_features(tables.declarations, tables.seizures, load_reference())
-    data = SimulationData.from_tables(tables.declarations, tables.seizures, features, settings.label_window_days)
-    console.print(f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s (computed once)")
+    data = SimulationData.from_tables(
+        tables.declarations, tables.seizures, features, settings.label_window_days
+    )
+    console.print(
+        f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s (computed once)"
+    )
     result = simulate(data, settings, progress=True)
     paths = write_outputs(result, settings.output_dir)
     run_id = log_to_mlflow(result, paths, {"declarations": declarations, "seizures": seizures})
