@@ -94,6 +94,14 @@ bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
 	$(BIN)/python -m serving bench --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
+.PHONY: simulate
+simulate: $(STAMP) $(DECLARATIONS) ## Week-by-week inspection-budget simulation of selection strategies
+	$(BIN)/python -m training simulate --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
+.PHONY: monitor
+monitor: $(STAMP) $(DECLARATIONS) ## Drift report: PSI per feature, score and channel-rate shift (outputs/monitor)
+	$(BIN)/python -m training monitor --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
 .PHONY: demo
 demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, serve, score, show, stop
 	$(MAKE) data

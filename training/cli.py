@@ -166,3 +166,23 @@ def bench_train(rows: int = typer.Option(1_000_000, help="Declarations to genera
     from training.bench import bench_train as run
 
     run(rows)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Auditor tools: replay decisions, model review reports.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("replay")
+def audit_replay(declaration_id: str = typer.Option(..., help="The declaration whose decisions to replay.")) -> None:
+    """Re-score recorded decisions with the recorded model version and the history as of each decision."""
+    from serving.replay import replay_cli
+
+    raise typer.Exit(code=replay_cli(declaration_id))
+
+
+@audit_app.command("model")
+def audit_model(version: str = typer.Option(..., help="Registered model version.")) -> None:
+    """Write the self-contained HTML model review report and log it to the model's MLflow run."""
+    from training.audit_report import model_report_cli
+
+    model_report_cli(version)
