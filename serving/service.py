@@ -205,6 +205,20 @@ class DiversionRiskService:
             )
         return [{**d.__dict__, "scored_at": d.scored_at.isoformat()} for d in decisions]
 
+    @info_app.get("/audit/replay/{declaration_id}")
+    def audit_replay(self, declaration_id: str) -> list[dict]:
+        """Re-score each recorded decision with its model version and the history as of the decision (auditor)."""
+        from serving.replay import replay_decision
+
+        if self.audit is None:
+            raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
+        if not self.audit.get(declaration_id[:64]):
+            raise HTTPException(
+                status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
+            )
+        results = replay_decision(declaration_id[:64], self.settings, self.audit)
+        return [{**r.__dict__, "scored_at": r.scored_at.isoformat(), "verified": r.verified} for r in results]
+
 
 DiversionRiskService.add_asgi_middleware(AuthMiddleware, registry=REGISTRY, demo_mode=DEMO_MODE)
 DiversionRiskService.add_asgi_middleware(

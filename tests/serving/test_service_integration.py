@@ -223,6 +223,11 @@ def test_every_decision_is_audited_and_readable_by_auditors_only(deployment) -> 
     assert len(mine[0]["declaration_sha256"]) == 64
     denied = httpx.get(f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "scorer"))
     assert denied.status_code == 403
+    replayed = httpx.get(
+        f"{base}/audit/replay/{record['declaration_id']}", headers=_auth(deployment, "auditor"), timeout=120
+    )
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json() and all(r["verified"] for r in replayed.json())
 
 
 def test_missing_model_means_not_ready_and_no_scores(deployment, tmp_path: Path) -> None:
