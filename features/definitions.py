@@ -164,7 +164,9 @@ def compute_features(
         "exporter_prior_declarations": n_exporter,
         "exporter_tenure_days": tenure,
         "exporter_distinct_consignees": history.as_of("exporter_new_consignees", keys["exporter"], t).count,
-        "exporter_distinct_destinations": history.as_of("exporter_new_destinations", keys["exporter"], t).count,
+        "exporter_distinct_destinations": history.as_of(
+            "exporter_new_destinations", keys["exporter"], t
+        ).count,
         "exporter_controlled_share": controlled_share,
         "exporter_heading_share": heading_share,
         "exporter_recent_volume_ratio": recent_ratio,
@@ -187,10 +189,16 @@ def compute_features(
         "controlled_term_under_generic_heading": (named_substance & ~controlled).astype(np.float64),
         "controlled_without_authorisation": ((controlled | named_substance) & ~authorised).astype(np.float64),
         "unit_value_vs_tariff_norm": _z_score(
-            unit_value_log(columns_in), tariff.count, tariff.sums["log_unit_value"], tariff.sums["log_unit_value_sq"]
+            unit_value_log(columns_in),
+            tariff.count,
+            tariff.sums["log_unit_value"],
+            tariff.sums["log_unit_value_sq"],
         ),
         "value_per_kg_vs_heading_norm": _z_score(
-            value_per_kg_log(columns_in), per_kg.count, per_kg.sums["log_value_per_kg"], per_kg.sums["log_value_per_kg_sq"]
+            value_per_kg_log(columns_in),
+            per_kg.count,
+            per_kg.sums["log_value_per_kg"],
+            per_kg.sums["log_value_per_kg_sq"],
         ),
         "log_declared_value": log1p_nonneg(columns_in["declared_value_usd"]),
         "log_gross_weight": log_weight,

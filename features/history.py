@@ -54,7 +54,8 @@ def heading(hs_code: np.ndarray) -> np.ndarray:
 
 def _tariff_line(hs_code: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return np.array(
-        [None if c is None or u is None else f"{c[:6]}|{u}" for c, u in zip(hs_code, unit, strict=True)], dtype=object
+        [None if c is None or u is None else f"{c[:6]}|{u}" for c, u in zip(hs_code, unit, strict=True)],
+        dtype=object,
     )
 
 
@@ -146,7 +147,9 @@ class History:
         wanted = np.asarray(declaration_ids, dtype=object)
         frames = [s.attributes.reindex(wanted) for s in self.segments]
         if not frames:
-            return pd.DataFrame(index=declaration_ids.to_numpy(), columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
+            return pd.DataFrame(
+                index=declaration_ids.to_numpy(), columns=list(_ATTRIBUTE_COLUMNS), dtype="str"
+            )
         out = frames[0]
         for frame in frames[1:]:
             out = out.fillna(frame)
@@ -183,7 +186,9 @@ def _empty_like_seizures() -> pd.DataFrame:
     return frame
 
 
-def _first_sightings(keys: np.ndarray, seconds: np.ndarray, prior: History | None, prior_index: str) -> np.ndarray:
+def _first_sightings(
+    keys: np.ndarray, seconds: np.ndarray, prior: History | None, prior_index: str
+) -> np.ndarray:
     """True for the first event of each key in this segment that the prior history never saw."""
     order = np.argsort(seconds, kind="stable")
     first = np.zeros(len(keys), dtype=bool)
@@ -219,7 +224,10 @@ def _build_segment(
     # object dtype: the index's hash table is built once and reused by every lookup
     ids = pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id")
     attributes = pd.DataFrame(
-        {name: pd.Series(np.asarray(columns[name], dtype=object), index=ids, dtype="str") for name in _ATTRIBUTE_COLUMNS},
+        {
+            name: pd.Series(np.asarray(columns[name], dtype=object), index=ids, dtype="str")
+            for name in _ATTRIBUTE_COLUMNS
+        },
         index=ids,
     )
 
@@ -255,10 +263,16 @@ def _build_segment(
     # Distinct counts: an entity gains a new consignee/destination/exporter at the first
     # sighting of the relationship.
     new_pair = _first_sightings(keys["pair"], decl_seconds, prior, "pair_declarations")
-    new_route = _first_sightings(keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations")
+    new_route = _first_sightings(
+        keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations"
+    )
     indexes["exporter_new_consignees"] = KeyedEvents.build(keys["exporter"][new_pair], decl_seconds[new_pair])
-    indexes["consignee_new_exporters"] = KeyedEvents.build(keys["consignee"][new_pair], decl_seconds[new_pair])
-    indexes["exporter_new_destinations"] = KeyedEvents.build(keys["exporter"][new_route], decl_seconds[new_route])
+    indexes["consignee_new_exporters"] = KeyedEvents.build(
+        keys["consignee"][new_pair], decl_seconds[new_pair]
+    )
+    indexes["exporter_new_destinations"] = KeyedEvents.build(
+        keys["exporter"][new_route], decl_seconds[new_route]
+    )
 
     # Seizures count from seized_at. Those naming a declaration are attributed through it;
     # those naming only an exporter or consignee still count for that entity.

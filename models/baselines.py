@@ -45,7 +45,9 @@ def red_flag_scores(features: pd.DataFrame) -> np.ndarray:
     tenure = features["exporter_tenure_days"].fillna(0.0)
     flags = {
         "controlled goods without export authorisation": features["controlled_without_authorisation"] > 0,
-        "controlled substance named under a non-controlled heading": features["controlled_term_under_generic_heading"]
+        "controlled substance named under a non-controlled heading": features[
+            "controlled_term_under_generic_heading"
+        ]
         > 0,
         "exporter implicated in an earlier seizure": features["exporter_prior_seizures"] > 0,
         "controlled goods from an exporter seen for less than 90 days": controlled & (tenure < 90),

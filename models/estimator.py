@@ -68,7 +68,10 @@ def fit_booster(
         free_raw_data=False,
     )
     validation_set = lgb.Dataset(
-        validation_features, label=validation_labels, categorical_feature=list(categorical), reference=train_set
+        validation_features,
+        label=validation_labels,
+        categorical_feature=list(categorical),
+        reference=train_set,
     )
     return lgb.train(
         params.lightgbm(),

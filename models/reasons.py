@@ -35,7 +35,9 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
     "exporter_distinct_consignees": lambda v, c: f"exporter has shipped to {v:.0f} distinct consignees",
     "exporter_distinct_destinations": lambda v, c: f"exporter has shipped to {v:.0f} destination countries",
     "exporter_controlled_share": lambda v, c: (
-        "exporter's first declaration" if math.isnan(v) else f"{v:.0%} of the exporter's shipments were controlled goods"
+        "exporter's first declaration"
+        if math.isnan(v)
+        else f"{v:.0%} of the exporter's shipments were controlled goods"
     ),
     "exporter_heading_share": lambda v, c: (
         "exporter's first declaration"
@@ -54,7 +56,9 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
     ),
     "exporter_prior_seizures": lambda v, c: f"exporter implicated in {v:.0f} earlier seizure(s)",
     "exporter_days_since_seizure": lambda v, c: (
-        "no earlier seizure implicates the exporter" if math.isnan(v) else f"exporter implicated in a seizure {_days(v)} ago"
+        "no earlier seizure implicates the exporter"
+        if math.isnan(v)
+        else f"exporter implicated in a seizure {_days(v)} ago"
     ),
     "weight_vs_exporter_norm": lambda v, c: (
         "exporter has too few shipments to establish a weight norm"

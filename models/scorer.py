@@ -38,7 +38,11 @@ class InspectionPolicy:
 
     @classmethod
     def from_scores(
-        cls, reference_scores: np.ndarray, red_rate: float, yellow_rate: float, mandatory_red_rules: Sequence[str]
+        cls,
+        reference_scores: np.ndarray,
+        red_rate: float,
+        yellow_rate: float,
+        mandatory_red_rules: Sequence[str],
     ) -> InspectionPolicy:
         """Thresholds so that `red_rate` (and `red_rate + yellow_rate`) of reference scores exceed them."""
         scores = np.asarray(reference_scores, dtype=np.float64)
@@ -47,7 +51,9 @@ class InspectionPolicy:
         return cls(red_rate, yellow_rate, red, min(yellow, red), tuple(mandatory_red_rules))
 
     def channels(self, scores: np.ndarray, rule_red: np.ndarray) -> np.ndarray:
-        out = np.where(scores >= self.red_threshold, "RED", np.where(scores >= self.yellow_threshold, "YELLOW", "GREEN"))
+        out = np.where(
+            scores >= self.red_threshold, "RED", np.where(scores >= self.yellow_threshold, "YELLOW", "GREEN")
+        )
         return np.where(rule_red, "RED", out)
 
 

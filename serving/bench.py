@@ -42,7 +42,11 @@ def _measure(client: httpx.Client, url: str, singles: list[dict], batches: list[
         client.post(url, json=body).raise_for_status()
         rates.append(rows / (time.perf_counter() - started))
     ms = np.array(latencies) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "rows_per_s": float(np.median(rates))}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "rows_per_s": float(np.median(rates)),
+    }
 
 
 def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: int = 10) -> None:
@@ -58,23 +62,39 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: i
     for stale in ("history.db", "audit.db"):
         (out / stale).unlink(missing_ok=True)
     ours_single = [{"declarations": [r]} for r in (records * (singles // len(records) + 1))[:singles]]
-    ours_batch = [({"declarations": records[i * 1000 % 1000 : i * 1000 % 1000 + 1000]}, 1000) for i in range(batches)]
+    ours_batch = [
+        ({"declarations": records[i * 1000 % 1000 : i * 1000 % 1000 + 1000]}, 1000) for i in range(batches)
+    ]
     results: dict[str, dict[str, float]] = {}
     with httpx.Client(timeout=120) as client:
         with running_service(env, log_path=out / "service.log") as base:
             results["this service (full path)"] = _measure(client, f"{base}/score", ours_single, ours_batch)
             features = _features_via_engine(history_declarations, history_seizures, records)
         mlflow_single = [
-            {"dataframe_split": features.iloc[[i % len(features)]].to_dict(orient="split")} for i in range(singles)
+            {"dataframe_split": features.iloc[[i % len(features)]].to_dict(orient="split")}
+            for i in range(singles)
         ]
-        mlflow_batch = [({"dataframe_split": features.iloc[:1000].to_dict(orient="split")}, 1000) for _ in range(batches)]
+        mlflow_batch = [
+            ({"dataframe_split": features.iloc[:1000].to_dict(orient="split")}, 1000) for _ in range(batches)
+        ]
         for body in mlflow_single + [b for b, _ in mlflow_batch]:
             body["dataframe_split"].pop("index", None)
         port = free_port()
         uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/diversion-risk@champion",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "models",
+                "serve",
+                "-m",
+                "models:/diversion-risk@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"},
             stdout=open(out / "mlflow-serve.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
@@ -102,7 +122,9 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: i
     )
 
 
-def _features_via_engine(history_declarations: Path, history_seizures: Path, records: list[dict]) -> pd.DataFrame:
+def _features_via_engine(
+    history_declarations: Path, history_seizures: Path, records: list[dict]
+) -> pd.DataFrame:
     """Feature rows of the benchmark declarations (what the MLflow server is sent)."""
     from features.definitions import compute_online_features
     from features.history import History

@@ -42,7 +42,9 @@ def split_history(declarations: Path, seizures: Path, new: int, out: Path) -> tu
     return out / "history_declarations.parquet", out / "history_seizures.parquet", request_records(fresh)
 
 
-def run_demo(declarations: Path, seizures: Path, new: int = 2000, top: int = 12, out: Path = Path("outputs/demo")) -> None:
+def run_demo(
+    declarations: Path, seizures: Path, new: int = 2000, top: int = 12, out: Path = Path("outputs/demo")
+) -> None:
     history_declarations, history_seizures, records = split_history(declarations, seizures, new, out)
     env = {
         "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),

@@ -54,7 +54,9 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
         else:
             version = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
     except Exception as exc:  # registry unreachable, name or alias unknown
-        raise ModelLoadError(f"cannot resolve {settings.model_uri} in {settings.tracking_uri}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot resolve {settings.model_uri} in {settings.tracking_uri}: {exc}"
+        ) from exc
     uri = f"models:/{settings.model_name}/{version.version}"
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -66,7 +68,9 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
         raise ModelLoadError(f"{uri} has no recorded checksum (tag sha256.scorer); refusing to serve it")
     actual = directory_digest(scorer_dir) if scorer_dir.exists() else "missing"
     if actual != expected:
-        raise ModelLoadError(f"{uri} artifact checksum mismatch: recorded {expected[:12]}..., found {actual[:12]}...")
+        raise ModelLoadError(
+            f"{uri} artifact checksum mismatch: recorded {expected[:12]}..., found {actual[:12]}..."
+        )
     try:
         model = mlflow.pyfunc.load_model(str(local))
         scorer = model.unwrap_python_model().scorer
@@ -84,7 +88,9 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
         raise ModelLoadError(f"{uri} reference tables do not match their recorded checksum")
     run = client.get_run(version.run_id)
     metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
-    return LoadedModel(scorer, settings.model_name, str(version.version), version.run_id, uri, metrics, reference)
+    return LoadedModel(
+        scorer, settings.model_name, str(version.version), version.run_id, uri, metrics, reference
+    )
 
 
 def declaration_contexts(columns: dict[str, np.ndarray], reference: ReferenceTables) -> list[dict]:

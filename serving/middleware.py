@@ -62,7 +62,9 @@ class RequestGuard:
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
         if content_type != b"application/json":
             await _json_response(
-                send, 415, {"error": f"content type {content_type.decode(errors='replace')!r}: send application/json"}
+                send,
+                415,
+                {"error": f"content type {content_type.decode(errors='replace')!r}: send application/json"},
             )
             return
         chunks: list[bytes] = []
@@ -90,7 +92,9 @@ class RequestGuard:
             await _json_response(
                 send,
                 413,
-                {"error": f"{len(records)} {list_field} in one request; the limit is {self.max_batch}: split the batch"},
+                {
+                    "error": f"{len(records)} {list_field} in one request; the limit is {self.max_batch}: split the batch"
+                },
             )
             return
 

@@ -54,7 +54,15 @@ def running_service(
     }
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [str(_BENTOML), "serve", "serving.service:DiversionRiskService", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(_BENTOML),
+            "serve",
+            "serving.service:DiversionRiskService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

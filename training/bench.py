@@ -76,7 +76,9 @@ def bench_train(rows: int) -> None:
     feature_seconds = time.perf_counter() - started
     feature_peak = peak_gb()
     config = TrainingConfig()
-    test_from, train_until, test_to = default_windows(declarations["declared_at"], config.label_window_days, config.test_days)
+    test_from, train_until, test_to = default_windows(
+        declarations["declared_at"], config.label_window_days, config.test_days
+    )
     started = time.perf_counter()
     result = fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
     train_seconds = time.perf_counter() - started
@@ -85,11 +87,15 @@ def bench_train(rows: int) -> None:
         table.add_column(column, justify="right" if column != "step" else "left")
     table.add_row("load + validate", "-", f"{before:.2f}", "")
     table.add_row(
-        "point-in-time features", f"{feature_seconds:.1f}", f"{feature_peak:.2f}",
+        "point-in-time features",
+        f"{feature_seconds:.1f}",
+        f"{feature_peak:.2f}",
         f"{len(declarations) / feature_seconds:,.0f} declarations/s",
     )
     table.add_row(
-        "fit + calibrate + evaluate + baselines", f"{train_seconds:.1f}", f"{peak_gb():.2f}",
+        "fit + calibrate + evaluate + baselines",
+        f"{train_seconds:.1f}",
+        f"{peak_gb():.2f}",
         f"{int(result.train_mask.sum()):,} training rows",
     )
     table.add_row("features + training", f"{feature_seconds + train_seconds:.1f}", f"{peak_gb():.2f}", "")

@@ -78,7 +78,9 @@ def bench_data(rows: int = typer.Option(1_000_000, help="Rows to generate and va
 
 @app.command()
 def train(
-    config: Path | None = typer.Option(None, help="TOML file with training settings (see training/config.py)."),
+    config: Path | None = typer.Option(
+        None, help="TOML file with training settings (see training/config.py)."
+    ),
     declarations: Path | None = typer.Option(None, help="Declarations file (CSV or Parquet)."),
     seizures: Path | None = typer.Option(None, help="Seizures file (CSV or Parquet)."),
     inspections: Path | None = typer.Option(None, help="Optional inspections file."),
@@ -152,7 +154,9 @@ def simulate(
 def monitor(
     declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
     seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
-    recent_days: int = typer.Option(90, help="Compare the last N days of declarations with the training window."),
+    recent_days: int = typer.Option(
+        90, help="Compare the last N days of declarations with the training window."
+    ),
 ) -> None:
     """Drift report: PSI per feature, score and channel-rate shift against the training window."""
     from training.monitor import run_monitor_cli
@@ -161,7 +165,9 @@ def monitor(
 
 
 @app.command("bench-train")
-def bench_train(rows: int = typer.Option(1_000_000, help="Declarations to generate, featurise and train on.")) -> None:
+def bench_train(
+    rows: int = typer.Option(1_000_000, help="Declarations to generate, featurise and train on."),
+) -> None:
     """Wall time and peak memory of feature building and training."""
     from training.bench import bench_train as run
 
@@ -173,7 +179,9 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("replay")
-def audit_replay(declaration_id: str = typer.Option(..., help="The declaration whose decisions to replay.")) -> None:
+def audit_replay(
+    declaration_id: str = typer.Option(..., help="The declaration whose decisions to replay."),
+) -> None:
     """Re-score recorded decisions with the recorded model version and the history as of each decision."""
     from serving.replay import replay_cli
 

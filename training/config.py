@@ -42,7 +42,9 @@ class TrainingConfig(BaseModel):
     seed: int = 42
     booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
 
-    tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
     experiment: str = "diversion-risk"
     registered_model: str = "diversion-risk"
     primary_metric: str = "precision_at_2pct"

@@ -75,7 +75,14 @@ def train(config: TrainingConfig) -> TrainOutcome:
         declarations["declared_at"], config.label_window_days, config.test_days
     )
     result = fit_and_evaluate(
-        declarations, seizures, features, config, train_until, test_from, test_to, inspections=tables.inspections
+        declarations,
+        seizures,
+        features,
+        config,
+        train_until,
+        test_from,
+        test_to,
+        inspections=tables.inspections,
     )
     print_comparison(result)
 
@@ -85,9 +92,13 @@ def train(config: TrainingConfig) -> TrainOutcome:
         version, digests = _log_and_register(config, result, features)
         alias, reason = promote(config, version, result, features, declarations, seizures)
         mlflow.set_tags({"promotion.alias": alias, "promotion.reason": reason})
-        mlflow.log_dict({"version": version, "alias": alias, "reason": reason, "digests": digests}, "promotion.json")
+        mlflow.log_dict(
+            {"version": version, "alias": alias, "reason": reason, "digests": digests}, "promotion.json"
+        )
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
-    console.print(f"registered [bold]{config.registered_model}[/] version {version} as [bold]{alias}[/]: {reason}")
+    console.print(
+        f"registered [bold]{config.registered_model}[/] version {version} as [bold]{alias}[/]: {reason}"
+    )
     return TrainOutcome(run.info.run_id, version, alias, result.metrics, result.baselines, reason)
 
 
@@ -102,7 +113,10 @@ def print_comparison(result: FitResult) -> None:
     for name, metrics in rows.items():
         cells = []
         for rate in INSPECTION_RATES:
-            cells += [f"{metrics[f'precision_at_{rate_label(rate)}']:.3f}", f"{metrics[f'recall_at_{rate_label(rate)}']:.3f}"]
+            cells += [
+                f"{metrics[f'precision_at_{rate_label(rate)}']:.3f}",
+                f"{metrics[f'recall_at_{rate_label(rate)}']:.3f}",
+            ]
         table.add_row(name, *cells, f"{metrics['pr_auc']:.3f}")
     console.print(table)
     m = result.metrics
@@ -115,8 +129,12 @@ def print_comparison(result: FitResult) -> None:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        ).stdout
         return out.stdout.strip() + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -296,12 +314,17 @@ def promote(
 
     champion_scores = champion.predict_proba(features.loc[result.test_mask, columns])
     champion_metrics = evaluate_scores(
-        champion_scores, result.test_labels.diverted, result.test_labels.seized_kg, probabilities=champion_scores
+        champion_scores,
+        result.test_labels.diverted,
+        result.test_labels.seized_kg,
+        probabilities=champion_scores,
     )
     mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items() if np.isfinite(v)})
     new, old = result.metrics[metric], champion_metrics[metric]
     new_pr, old_pr = result.metrics["pr_auc"], champion_metrics["pr_auc"]
-    comparison = f"{metric} {new:.4f} vs champion v{current.version} {old:.4f}; PR-AUC {new_pr:.4f} vs {old_pr:.4f}"
+    comparison = (
+        f"{metric} {new:.4f} vs champion v{current.version} {old:.4f}; PR-AUC {new_pr:.4f} vs {old_pr:.4f}"
+    )
     if new > old or (new == old and new_pr > old_pr + 1e-9):
         client.set_registered_model_alias(name, "champion", version)
         return "champion", f"beats champion: {comparison}"

@@ -155,7 +155,7 @@ def test_online_appends_match_offline_on_thousands_of_declarations(chunk: int) -
     for start in range(split, len(declarations), chunk):
         block = declarations.iloc[start : start + chunk]
         # seizures reported by the time the block is scored reach the service first ...
-        block_start, block_end = block["declared_at"].iloc[0], block["declared_at"].iloc[-1]
+        _, block_end = block["declared_at"].iloc[0], block["declared_at"].iloc[-1]
         ready = pending.loc[pending["seized_at"] < block_end]
         if len(ready):
             history = history.append(None, ready, REFERENCE)
@@ -195,8 +195,13 @@ def test_seizures_naming_a_declaration_count_for_its_exporter_consignee_broker_a
     assert (features.loc[later, "exporter_prior_seizures"] == 1).all()
     assert (features.loc[later, "consignee_prior_seizures"] == 1).all()
     assert (features.loc[~later, "exporter_prior_seizures"] == 0).all()
-    assert (features.loc[later, "broker_seizure_rate"] > features.loc[~later, "broker_seizure_rate"].max()).all()
-    assert (features.loc[later, "destination_seizure_rate"] > features.loc[~later, "destination_seizure_rate"].max()).all()
+    assert (
+        features.loc[later, "broker_seizure_rate"] > features.loc[~later, "broker_seizure_rate"].max()
+    ).all()
+    assert (
+        features.loc[later, "destination_seizure_rate"]
+        > features.loc[~later, "destination_seizure_rate"].max()
+    ).all()
     # the same through the service's path: the seizure appended after the declarations
     history = History.build(declarations, seizures.iloc[:0], REFERENCE).append(None, seizures, REFERENCE)
     online = compute_features(declarations, history, REFERENCE)

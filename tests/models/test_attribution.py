@@ -50,7 +50,9 @@ def test_contributions_sum_exactly_to_the_raw_score(toy_model) -> None:
 def test_agrees_with_lightgbm_exact_contributions_on_which_feature_matters(toy_model) -> None:
     scorer, frame = toy_model
     matrix = frame.loc[frame["driver"] > 1.5].head(200).to_numpy()  # rows where one feature clearly decides
-    ours = LeafAttribution.from_booster(scorer.booster).contributions(scorer.booster.predict(matrix, pred_leaf=True))
+    ours = LeafAttribution.from_booster(scorer.booster).contributions(
+        scorer.booster.predict(matrix, pred_leaf=True)
+    )
     shap = scorer.booster.predict(matrix, pred_contrib=True)[:, :-1]
     agree = np.mean(np.argmax(np.abs(ours), axis=1) == np.argmax(np.abs(shap), axis=1))
     assert agree > 0.9

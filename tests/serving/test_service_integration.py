@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from serving.auth import issue_token
-from serving.demo import request_records, split_history
+from serving.demo import split_history
 from serving.process import running_service
 
 pytestmark = [pytest.mark.integration]
@@ -40,7 +40,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, trained, small_history:
         "DIVERSION_MAX_BODY_BYTES": "2000000",
     }
     with running_service(env, log_path=folder / "service.log") as base:
-        yield {"base": base, "token": token, "records": records, "config": config, "outcome": outcome, "env": env}
+        yield {
+            "base": base,
+            "token": token,
+            "records": records,
+            "config": config,
+            "outcome": outcome,
+            "env": env,
+        }
 
 
 def _auth(deployment, role: str) -> dict[str, str]:
@@ -84,7 +91,10 @@ def test_service_scores_equal_offline_scores(deployment, small_history: Path) ->
 
     records = deployment["records"]
     response = httpx.post(
-        f"{deployment['base']}/score", json={"declarations": records}, headers=_auth(deployment, "scorer"), timeout=60
+        f"{deployment['base']}/score",
+        json={"declarations": records},
+        headers=_auth(deployment, "scorer"),
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     served = pd.Series({s["declaration_id"]: s["risk_score"] for s in response.json()["scores"]})
@@ -100,16 +110,23 @@ def test_service_scores_equal_offline_scores(deployment, small_history: Path) ->
 
     mlflow.set_tracking_uri(config.tracking_uri)
     scorer = load_scorer(f"models:/{config.registered_model}/{outcome.model_version}")
-    offline = pd.Series(scorer.predict_proba(features.iloc[-NEW:]), index=declarations["declaration_id"].iloc[-NEW:])
+    offline = pd.Series(
+        scorer.predict_proba(features.iloc[-NEW:]), index=declarations["declaration_id"].iloc[-NEW:]
+    )
     assert len(served) == NEW
-    np.testing.assert_allclose(served.loc[offline.index].to_numpy(), offline.to_numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        served.loc[offline.index].to_numpy(), offline.to_numpy(), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_new_entities_are_scored_not_rejected(deployment) -> None:
     record = dict(deployment["records"][0])
     record.update(
-        declaration_id="NEW-ENTITIES-1", exporter_id="NEVER-SEEN-EXPORTER", consignee_id="NEVER-SEEN-CONSIGNEE",
-        destination_country="ZW", consignee_country="ZW",
+        declaration_id="NEW-ENTITIES-1",
+        exporter_id="NEVER-SEEN-EXPORTER",
+        consignee_id="NEVER-SEEN-CONSIGNEE",
+        destination_country="ZW",
+        consignee_country="ZW",
     )
     response = httpx.post(
         f"{deployment['base']}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")
@@ -124,19 +141,33 @@ def test_a_new_seizure_raises_the_exporters_next_shipment_without_retraining(dep
     base, records = deployment["base"], deployment["records"]
     record = dict(records[-1])
     record["declaration_id"] = "AFTER-SEIZURE-1"
-    before = httpx.post(f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")).json()
+    before = httpx.post(
+        f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")
+    ).json()
     seized_at = (pd.Timestamp(record["declared_at"]) - pd.Timedelta(hours=1)).isoformat()
     seizures = [
-        {"seizure_id": f"INTEL-{i}", "seized_at": seized_at, "exporter_id": record["exporter_id"], "country": "IN",
-         "substance": "tramadol", "agency": "NCB"}
+        {
+            "seizure_id": f"INTEL-{i}",
+            "seized_at": seized_at,
+            "exporter_id": record["exporter_id"],
+            "country": "IN",
+            "substance": "tramadol",
+            "agency": "NCB",
+        }
         for i in range(3)
     ]
-    ack = httpx.post(f"{base}/history/seizures", json={"seizures": seizures}, headers=_auth(deployment, "analyst"))
+    ack = httpx.post(
+        f"{base}/history/seizures", json={"seizures": seizures}, headers=_auth(deployment, "analyst")
+    )
     assert ack.status_code == 200, ack.text
     assert ack.json()["accepted"] == 3
-    again = httpx.post(f"{base}/history/seizures", json={"seizures": seizures}, headers=_auth(deployment, "analyst"))
+    again = httpx.post(
+        f"{base}/history/seizures", json={"seizures": seizures}, headers=_auth(deployment, "analyst")
+    )
     assert again.json()["accepted"] == 0 and len(again.json()["duplicates"]) == 3
-    after = httpx.post(f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")).json()
+    after = httpx.post(
+        f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")
+    ).json()
     assert after["scores"][0]["risk_score"] > before["scores"][0]["risk_score"]
     features = {r["feature"] for r in after["scores"][0]["reasons"]}
     assert features & {"exporter_prior_seizures", "exporter_days_since_seizure"}
@@ -146,9 +177,13 @@ def test_recorded_declarations_enter_the_history(deployment) -> None:
     base = deployment["base"]
     record = dict(deployment["records"][5])
     record["declaration_id"] = "RECORDED-1"
-    ack = httpx.post(f"{base}/history/declarations", json={"declarations": [record]}, headers=_auth(deployment, "analyst"))
+    ack = httpx.post(
+        f"{base}/history/declarations", json={"declarations": [record]}, headers=_auth(deployment, "analyst")
+    )
     assert ack.status_code == 200 and ack.json()["accepted"] == 1
-    dup = httpx.post(f"{base}/history/declarations", json={"declarations": [record]}, headers=_auth(deployment, "analyst"))
+    dup = httpx.post(
+        f"{base}/history/declarations", json={"declarations": [record]}, headers=_auth(deployment, "analyst")
+    )
     assert dup.json()["duplicates"] == ["RECORDED-1"]
 
 
@@ -172,7 +207,10 @@ def test_field_errors_are_422_naming_the_declaration_and_field(deployment, mutat
     )
     assert response.status_code == 422, response.text
     errors = response.json()["errors"]
-    assert any(e["field"] == field and e["index"] == 1 and e["declaration_id"] == bad["declaration_id"] for e in errors)
+    assert any(
+        e["field"] == field and e["index"] == 1 and e["declaration_id"] == bad["declaration_id"]
+        for e in errors
+    )
 
 
 def test_malformed_json_is_400(deployment) -> None:
@@ -195,9 +233,13 @@ def test_batch_above_the_limit_is_413(deployment) -> None:
 def test_oversized_body_is_413_and_wrong_content_type_415(deployment) -> None:
     base, headers = deployment["base"], _auth(deployment, "scorer")
     huge = b'{"declarations": [' + b" " * 2_100_000 + b"]}"
-    response = httpx.post(f"{base}/score", content=huge, headers={**headers, "content-type": "application/json"})
+    response = httpx.post(
+        f"{base}/score", content=huge, headers={**headers, "content-type": "application/json"}
+    )
     assert response.status_code == 413
-    response = httpx.post(f"{base}/score", content=b"a,b\n1,2", headers={**headers, "content-type": "text/csv"})
+    response = httpx.post(
+        f"{base}/score", content=b"a,b\n1,2", headers={**headers, "content-type": "text/csv"}
+    )
     assert response.status_code == 415
 
 
@@ -206,22 +248,33 @@ def test_auth_errors(deployment) -> None:
     assert httpx.post(f"{base}/score", json=body).status_code == 401
     assert httpx.post(f"{base}/score", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
     assert httpx.post(f"{base}/score", json=body, headers=_auth(deployment, "auditor")).status_code == 403
-    assert httpx.post(f"{base}/history/seizures", json={"seizures": []}, headers=_auth(deployment, "scorer")).status_code == 403
+    assert (
+        httpx.post(
+            f"{base}/history/seizures", json={"seizures": []}, headers=_auth(deployment, "scorer")
+        ).status_code
+        == 403
+    )
 
 
 def test_every_decision_is_audited_and_readable_by_auditors_only(deployment) -> None:
     base = deployment["base"]
     record = dict(deployment["records"][7])
-    response = httpx.post(f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer"))
+    response = httpx.post(
+        f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")
+    )
     request_id = response.json()["request_id"]
-    decisions = httpx.get(f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "auditor"))
+    decisions = httpx.get(
+        f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "auditor")
+    )
     assert decisions.status_code == 200
     mine = [d for d in decisions.json() if d["request_id"] == request_id]
     assert len(mine) == 1
     assert mine[0]["caller"] == "test-scorer"
     assert mine[0]["risk_score"] == response.json()["scores"][0]["risk_score"]
     assert len(mine[0]["declaration_sha256"]) == 64
-    denied = httpx.get(f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "scorer"))
+    denied = httpx.get(
+        f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "scorer")
+    )
     assert denied.status_code == 403
     replayed = httpx.get(
         f"{base}/audit/replay/{record['declaration_id']}", headers=_auth(deployment, "auditor"), timeout=120
@@ -231,11 +284,17 @@ def test_every_decision_is_audited_and_readable_by_auditors_only(deployment) -> 
 
 
 def test_missing_model_means_not_ready_and_no_scores(deployment, tmp_path: Path) -> None:
-    env = {**deployment["env"], "DIVERSION_MODEL_NAME": "no-such-model", "DIVERSION_AUDIT_DB": f"sqlite:///{tmp_path}/a.db"}
+    env = {
+        **deployment["env"],
+        "DIVERSION_MODEL_NAME": "no-such-model",
+        "DIVERSION_AUDIT_DB": f"sqlite:///{tmp_path}/a.db",
+    }
     with running_service(env, require_ready=False, log_path=tmp_path / "log") as base:
         assert httpx.get(f"{base}/readyz").status_code == 503
         response = httpx.post(
-            f"{base}/score", json={"declarations": deployment["records"][:1]}, headers=_auth(deployment, "scorer")
+            f"{base}/score",
+            json={"declarations": deployment["records"][:1]},
+            headers=_auth(deployment, "scorer"),
         )
         assert response.status_code == 503
     assert "no-such-model" in (tmp_path / "log").read_text()
@@ -250,11 +309,19 @@ def test_outcomes_update_history_at_once_and_export_for_retraining(deployment, t
     target = dict(records[-2])
     target["declaration_id"] = "OUTCOME-PROBE-1"
     headers = _auth(deployment, "scorer")
-    earlier = [r for r in records if r["exporter_id"] == target["exporter_id"] and r["declared_at"] < target["declared_at"]]
+    earlier = [
+        r
+        for r in records
+        if r["exporter_id"] == target["exporter_id"] and r["declared_at"] < target["declared_at"]
+    ]
     inspected = dict(earlier[0] if earlier else records[0])
     inspected.update(declaration_id="INSPECTED-1", exporter_id=target["exporter_id"])
     inspected["declared_at"] = (pd.Timestamp(target["declared_at"]) - pd.Timedelta(days=3)).isoformat()
-    ack = httpx.post(f"{base}/history/declarations", json={"declarations": [inspected]}, headers=_auth(deployment, "analyst"))
+    ack = httpx.post(
+        f"{base}/history/declarations",
+        json={"declarations": [inspected]},
+        headers=_auth(deployment, "analyst"),
+    )
     assert ack.status_code == 200
     before = httpx.post(f"{base}/score", json={"declarations": [target]}, headers=headers).json()["scores"][0]
     inspected_at = (pd.Timestamp(target["declared_at"]) - pd.Timedelta(days=1)).isoformat()

@@ -31,9 +31,17 @@ def test_first_run_registers_champion_with_full_record(trained) -> None:
     for metric in ("precision_at_1pct", "recall_at_5pct", "seized_kg_share_at_10pct", "pr_auc", "brier"):
         assert f"test_{metric}" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
-    assert {"config.json", "lineage.json", "feature_set.json", "inspection_policy.json", "evaluation_report.md"} <= artifacts
+    assert {
+        "config.json",
+        "lineage.json",
+        "feature_set.json",
+        "inspection_policy.json",
+        "evaluation_report.md",
+    } <= artifacts
     plots = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
-    assert "plots/precision_recall_at_inspection_rate.png" in plots and "plots/feature_importance.png" in plots
+    assert (
+        "plots/precision_recall_at_inspection_rate.png" in plots and "plots/feature_importance.png" in plots
+    )
     lineage = json.loads(mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/lineage.json"))
     assert lineage["train"]["rows"] > 0 and len(lineage["test"]["sha256"]) == 64
     assert pd.Timestamp(lineage["train"]["to"]) < pd.Timestamp(lineage["validation"]["from"])
@@ -52,7 +60,10 @@ def test_same_data_and_seed_reproduce_the_model_and_stay_challenger(trained) -> 
     assert second.alias == "challenger"
     assert "does not beat champion" in second.promotion_reason
     client = MlflowClient()
-    assert str(client.get_model_version_by_alias(config.registered_model, "champion").version) == first.model_version
+    assert (
+        str(client.get_model_version_by_alias(config.registered_model, "champion").version)
+        == first.model_version
+    )
 
 
 def test_logged_model_predicts_calibrated_probabilities(trained, small_history) -> None:
@@ -78,15 +89,29 @@ def test_backtest_cli_writes_scores_and_metrics_for_exactly_the_test_window(smal
     from features.contract import DECLARATION_COLUMNS, SEIZURE_COLUMNS
 
     required_d = [c.name for c in DECLARATION_COLUMNS if c.required]
-    required_s = [c.name for c in SEIZURE_COLUMNS if c.required] + ["declaration_id", "exporter_id", "consignee_id"]
+    required_s = [c.name for c in SEIZURE_COLUMNS if c.required] + [
+        "declaration_id",
+        "exporter_id",
+        "consignee_id",
+    ]
     declarations[required_d].to_csv(tmp_path / "d.csv", index=False)
     seizures[required_s].to_csv(tmp_path / "s.csv", index=False)
     result = CliRunner().invoke(
         app,
         [
-            "backtest", "--declarations", str(tmp_path / "d.csv"), "--seizures", str(tmp_path / "s.csv"),
-            "--train-until", "2023-04-01", "--test-from", "2023-04-01", "--test-to", "2023-06-01",
-            "--out", str(tmp_path / "bt"),
+            "backtest",
+            "--declarations",
+            str(tmp_path / "d.csv"),
+            "--seizures",
+            str(tmp_path / "s.csv"),
+            "--train-until",
+            "2023-04-01",
+            "--test-from",
+            "2023-04-01",
+            "--test-to",
+            "2023-06-01",
+            "--out",
+            str(tmp_path / "bt"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -97,8 +122,15 @@ def test_backtest_cli_writes_scores_and_metrics_for_exactly_the_test_window(smal
     assert sorted(scores["declaration_id"]) == sorted(expected)
     assert scores["risk_score"].between(0, 1).all()
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
-    assert {"precision_at_1pct", "recall_at_2pct", "seized_kg_share_at_5pct", "pr_auc", "roc_auc", "brier",
-            "calibration_error"} <= set(metrics["model"])
+    assert {
+        "precision_at_1pct",
+        "recall_at_2pct",
+        "seized_kg_share_at_5pct",
+        "pr_auc",
+        "roc_auc",
+        "brier",
+        "calibration_error",
+    } <= set(metrics["model"])
     assert set(metrics["baselines"]) == {"random", "red_flag_rules", "logistic_regression"}
 
 
@@ -115,7 +147,13 @@ def test_nothing_after_train_until_influences_the_fitted_model(small_history) ->
     reference = load_reference()
     config = TrainingConfig()
     base = fit_and_evaluate(
-        declarations, seizures, build_features(declarations, seizures, reference), config, train_until, test_from, test_to
+        declarations,
+        seizures,
+        build_features(declarations, seizures, reference),
+        config,
+        train_until,
+        test_from,
+        test_to,
     )
     # the future: drop half the later seizures and invent seizures for later declarations
     later = seizures["seized_at"] >= train_until
@@ -137,7 +175,13 @@ def test_nothing_after_train_until_influences_the_fitted_model(small_history) ->
     )
     future = pd.concat([kept, extra], ignore_index=True)
     changed = fit_and_evaluate(
-        declarations, future, build_features(declarations, future, reference), config, train_until, test_from, test_to
+        declarations,
+        future,
+        build_features(declarations, future, reference),
+        config,
+        train_until,
+        test_from,
+        test_to,
     )
     assert base.scorer.booster.model_to_string() == changed.scorer.booster.model_to_string()
     assert base.scorer.calibration == changed.scorer.calibration
@@ -148,7 +192,9 @@ def test_nothing_after_train_until_influences_the_fitted_model(small_history) ->
 
 def test_train_refuses_bad_contract_files_with_a_clear_message(tmp_path) -> None:
     (tmp_path / "d.csv").write_text("declaration_id,declared_at\nX,2024-01-01\n")
-    (tmp_path / "s.csv").write_text("seizure_id,seized_at,country,substance,exporter_id\nS,2024-01-01,IN,tramadol,E\n")
+    (tmp_path / "s.csv").write_text(
+        "seizure_id,seized_at,country,substance,exporter_id\nS,2024-01-01,IN,tramadol,E\n"
+    )
     result = CliRunner().invoke(
         app, ["train", "--declarations", str(tmp_path / "d.csv"), "--seizures", str(tmp_path / "s.csv")]
     )
