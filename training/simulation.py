@@ -128,6 +128,7 @@ class SimulationData:
     diverted: np.ndarray  # bool, contract label (seized within the label window), the hidden truth
     seized_kg: np.ndarray  # float
     exporter: np.ndarray  # int codes of exporter_id
+    declaration_id: np.ndarray  # str, for the inspections log
 
     @classmethod
     def from_tables(
@@ -146,6 +147,7 @@ class SimulationData:
             diverted=labels.diverted,
             seized_kg=labels.seized_kg,
             exporter=pd.factorize(declarations["exporter_id"].astype("str"))[0],
+            declaration_id=declarations["declaration_id"].astype("str").to_numpy(dtype=object),
         )
 
 
@@ -570,8 +572,56 @@ def plot_curves(weekly: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Path]:
-    """weekly.csv, comparison.csv, comparison.md and curves.png in `out_dir`."""
+def inspections_log(result: SimulationResult, data: SimulationData) -> pd.DataFrame:
+    """Every simulated inspection: strategy, week, declaration and its (revealed) outcome."""
+    parts = []
+    for arm, inspected in result.inspected.items():
+        rows = np.flatnonzero(inspected)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "strategy": arm,
+                    "week": result.week_index[rows],
+                    "declaration_id": data.declaration_id[rows],
+                    "diverted": data.diverted[rows],
+                    "seized_kg": data.seized_kg[rows],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def typology_capture(
+    result: SimulationResult, data: SimulationData, ground_truth: pd.DataFrame
+) -> pd.DataFrame:
+    """Synthetic data only: share of each typology's seized declarations that each strategy inspected.
+
+    `ground_truth` (declaration_id, typology) comes from the generator; real data has no such
+    file. It shows whether a strategy finds a new diversion route (drift) or only the known ones.
+    """
+    typology = (
+        ground_truth.set_index(ground_truth["declaration_id"].astype("str"))["typology"]
+        .reindex(data.declaration_id)
+        .to_numpy()
+    )
+    period_positive = (result.week_index >= 0) & data.diverted
+    names = sorted(pd.unique(typology[period_positive]).tolist())
+    rows = []
+    for arm, inspected in result.inspected.items():
+        row: dict[str, object] = {"strategy": arm}
+        for name in names:
+            positives = period_positive & (typology == name)
+            row[name] = float((inspected & positives).sum() / positives.sum())
+        rows.append(row)
+    counts = {"strategy": "(seized declarations in the period)"}
+    counts.update({name: str(int((period_positive & (typology == name)).sum())) for name in names})
+    return pd.concat([pd.DataFrame([counts]), pd.DataFrame(rows)], ignore_index=True)
+
+
+def write_outputs(
+    result: SimulationResult, out_dir: Path, data: SimulationData, ground_truth: pd.DataFrame | None = None
+) -> dict[str, Path]:
+    """weekly.csv, comparison.csv|md, inspections.csv, curves.png (and typology_capture.*) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weekly = add_rates(result.weekly)
     paths = {
@@ -591,6 +641,17 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Path]:
     )
     paths["comparison_md"].write_text(header + comparison_markdown(result.summary))
     plot_curves(weekly, paths["curves"])
+    paths["inspections"] = out_dir / "inspections.csv"
+    inspections_log(result, data).to_csv(paths["inspections"], index=False, float_format="%.6g")
+    if ground_truth is not None:
+        capture = typology_capture(result, data, ground_truth)
+        paths["typology_csv"] = out_dir / "typology_capture.csv"
+        paths["typology_md"] = out_dir / "typology_capture.md"
+        capture.to_csv(paths["typology_csv"], index=False, float_format="%.6g")
+        paths["typology_md"].write_text(
+            "# Share of each typology's seized declarations inspected (synthetic ground truth)\n\n"
+            + comparison_markdown(capture)
+        )
     return paths
 
 
@@ -656,6 +717,15 @@ def print_summary(result: SimulationResult) -> None:
     console.print(table)
 
 
+def _synthetic_ground_truth(declarations: Path) -> pd.DataFrame | None:
+    """The generator's ground_truth file beside the declarations, when there is one."""
+    path = declarations.with_name("ground_truth" + declarations.suffix)
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    return frame[["declaration_id", "typology"]]
+
+
 def run_simulation_cli(declarations: Path, seizures: Path, config: Path | None) -> SimulationResult:
     """`python -m training simulate`: validate, build features once, simulate, write, log."""
     from features.reference import load_reference
@@ -675,7 +745,7 @@ def run_simulation_cli(declarations: Path, seizures: Path, config: Path | None) 
         f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s (computed once)"
     )
     result = simulate(data, settings, progress=True)
-    paths = write_outputs(result, settings.output_dir)
+    paths = write_outputs(result, settings.output_dir, data, _synthetic_ground_truth(declarations))
     run_id = log_to_mlflow(result, paths, {"declarations": declarations, "seizures": seizures})
     print_summary(result)
     total = time.perf_counter() - started
