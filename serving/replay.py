@@ -198,7 +198,9 @@ def _read_appended(url: str) -> _Appended:
         engine.dispose()
     return _Appended(
         declarations=declarations_frame([_decoded(row.payload, "declared_at") for row in declaration_rows]),
-        declarations_received=pd.Series([row.received_at for row in declaration_rows], dtype="datetime64[us]"),
+        declarations_received=pd.Series(
+            [row.received_at for row in declaration_rows], dtype="datetime64[us]"
+        ),
         seizures=seizures_frame([_decoded(row.payload, "seized_at") for row in seizure_rows]),
         seizures_received=pd.Series([row.received_at for row in seizure_rows], dtype="datetime64[us]"),
     )
@@ -223,8 +225,19 @@ def replay_decision(declaration_id: str, settings: ServiceSettings, audit: Audit
 def replay_table(declaration_id: str, results: list[ReplayResult]) -> Table:
     """The replay of one declaration's decisions as a rich table."""
     table = Table(title=f"replay of the decisions about declaration {declaration_id}")
-    for column in ("request", "scored at (UTC)", "model", "recorded", "replayed", "difference", "declaration", "result"):
-        table.add_column(column, justify="right" if column in {"recorded", "replayed", "difference"} else "left")
+    for column in (
+        "request",
+        "scored at (UTC)",
+        "model",
+        "recorded",
+        "replayed",
+        "difference",
+        "declaration",
+        "result",
+    ):
+        table.add_column(
+            column, justify="right" if column in {"recorded", "replayed", "difference"} else "left"
+        )
     for r in results:
         table.add_row(
             r.request_id,

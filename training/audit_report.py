@@ -28,8 +28,17 @@ from training.evaluation import INSPECTION_RATES, rate_label
 REPORT_ARTIFACT = "model_review.html"
 _ANCHOR_METRIC = f"precision_at_{rate_label(INSPECTION_RATES[0])}"  # logged for every method, never NaN
 #: (metric suffix, column title, format); budget metrics repeat per inspection rate.
-_BUDGET_COLUMNS = (("precision_at", "precision", ".3f"), ("recall_at", "recall", ".3f"), ("seized_kg_share_at", "seized kg", ".3f"))
-_OVERALL_COLUMNS = (("pr_auc", "PR-AUC", ".3f"), ("roc_auc", "ROC-AUC", ".3f"), ("brier", "Brier", ".4f"), ("calibration_error", "ECE", ".4f"))
+_BUDGET_COLUMNS = (
+    ("precision_at", "precision", ".3f"),
+    ("recall_at", "recall", ".3f"),
+    ("seized_kg_share_at", "seized kg", ".3f"),
+)
+_OVERALL_COLUMNS = (
+    ("pr_auc", "PR-AUC", ".3f"),
+    ("roc_auc", "ROC-AUC", ".3f"),
+    ("brier", "Brier", ".4f"),
+    ("calibration_error", "ECE", ".4f"),
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,9 @@ def _embedded_plots(client: MlflowClient, run_id: str, folder: Path) -> list[dic
             continue
         data = Path(client.download_artifacts(run_id, item.path, str(folder))).read_bytes()
         title = Path(item.path).stem.replace("_", " ")
-        plots.append({"title": title, "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii")})
+        plots.append(
+            {"title": title, "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii")}
+        )
     return plots
 
 
@@ -237,7 +248,9 @@ def render_model_report(client: MlflowClient, registered_model: str, version: st
         plots=plots,
         git_commit=tags.get("git_commit", "not recorded"),
         python=tags.get("python", "not recorded"),
-        libraries=sorted((k.removeprefix("library."), v) for k, v in tags.items() if k.startswith("library.")),
+        libraries=sorted(
+            (k.removeprefix("library."), v) for k, v in tags.items() if k.startswith("library.")
+        ),
         params=sorted(run.data.params.items()),
     )
 
@@ -288,4 +301,6 @@ def model_report_cli(version: str) -> None:
     from rich.console import Console
 
     path = model_report(version)
-    Console().print(f"model review of diversion-risk v{version}: [bold]{path}[/] (also logged as {REPORT_ARTIFACT})")
+    Console().print(
+        f"model review of diversion-risk v{version}: [bold]{path}[/] (also logged as {REPORT_ARTIFACT})"
+    )
