@@ -33,6 +33,8 @@ RATE_SMOOTHING = 50.0
 #: Below this many earlier values, a norm is unknown and its z-score is missing.
 MIN_NORM_COUNT = 5
 RECENT_DAYS = 30
+#: `exporter_days_since_seizure` of an exporter never implicated in a seizure (ten years).
+NEVER_DAYS = 3650.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "exporter_heading_share": "share of the exporter's earlier declarations under this HS heading (goods outside its usual mix)",
     "exporter_recent_volume_ratio": "declarations in the last 30 days against the exporter's own monthly norm",
     "exporter_prior_seizures": "seizures implicating the exporter known before filing",
-    "exporter_days_since_seizure": "days since the exporter's last seizure (missing when none)",
+    "exporter_days_since_seizure": "days since the exporter's last seizure (3650 when none)",
     "weight_vs_exporter_norm": "z-score of log gross weight against the exporter's earlier shipments",
     # consignee, relationship, route
     "consignee_prior_seizures": "seizures implicating the consignee known before filing",
@@ -83,6 +85,19 @@ _DESCRIPTIONS: dict[str, str] = {
 }
 
 CATEGORICAL_FEATURES: tuple[str, ...] = ("transport_mode", "payment_terms")
+
+#: Features along which risk may only rise (+1) or only fall (-1): a seizure on record never
+#: makes an exporter, consignee, broker or route look safer. Enforced in the model.
+MONOTONE: dict[str, int] = {
+    "exporter_prior_seizures": 1,
+    "exporter_days_since_seizure": -1,
+    "consignee_prior_seizures": 1,
+    "broker_seizure_rate": 1,
+    "heading_destination_seizure_rate": 1,
+    "destination_seizure_rate": 1,
+    "controlled_without_authorisation": 1,
+    "controlled_term_under_generic_heading": 1,
+}
 
 FEATURE_SET = FeatureSet(
     name=FEATURE_SET_NAME,
@@ -171,7 +186,10 @@ def compute_features(
         "exporter_heading_share": heading_share,
         "exporter_recent_volume_ratio": recent_ratio,
         "exporter_prior_seizures": exporter_seizures.count,
-        "exporter_days_since_seizure": (t - exporter_seizures.last_seconds) / days,
+        # never seized counts as "longer ago than any seizure", so risk can fall monotonically with it
+        "exporter_days_since_seizure": np.nan_to_num(
+            (t - exporter_seizures.last_seconds) / days, nan=NEVER_DAYS
+        ),
         "weight_vs_exporter_norm": _z_score(
             log_weight, n_exporter, exporter.sums["log_weight"], exporter.sums["log_weight_sq"]
         ),

@@ -57,7 +57,7 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
     "exporter_prior_seizures": lambda v, c: f"exporter implicated in {v:.0f} earlier seizure(s)",
     "exporter_days_since_seizure": lambda v, c: (
         "no earlier seizure implicates the exporter"
-        if math.isnan(v)
+        if math.isnan(v) or v >= 3650
         else f"exporter implicated in a seizure {_days(v)} ago"
     ),
     "weight_vs_exporter_norm": lambda v, c: (

@@ -21,7 +21,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from features.definitions import FEATURE_SET, compute_online_features
-from features.history import columns_of
+from features.history import History, columns_of
 from features.reference import ReferenceTables, load_reference
 from models.pyfunc import directory_digest
 from models.scorer import DiversionScorer
@@ -136,18 +136,21 @@ class ScoringEngine:
         )
         return cls(model, store)
 
-    def features(self, declarations: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame:
-        return compute_online_features(declarations, self.store.history, self.model.reference)
+    def features(
+        self, declarations: pd.DataFrame | dict[str, np.ndarray], history: History | None = None
+    ) -> pd.DataFrame:
+        return compute_online_features(declarations, history or self.store.history, self.model.reference)
 
     def score(
         self,
         declarations: pd.DataFrame | dict[str, np.ndarray],
         explain: bool = True,
         scored_at: dt.datetime | None = None,
+        history: History | None = None,
     ) -> list[dict]:
-        """One result dict per declaration, in input order."""
+        """One result dict per declaration, in input order (against `history`, default: the store's)."""
         columns = columns_of(declarations)
-        features = self.features(columns)
+        features = self.features(columns, history)
         contexts = declaration_contexts(columns, self.model.reference) if explain else None
         batch = self.model.scorer.score(features, contexts, explain=explain)
         scored_at_text = (scored_at or dt.datetime.now(dt.UTC)).isoformat()

@@ -127,6 +127,16 @@ class HistoryStore:
         self._seizures = [seizures]
         return History.build(declarations, seizures, self._reference)
 
+    def snapshot(self) -> tuple[History, dt.datetime]:
+        """The current history and the time it stands for, taken together.
+
+        Appends stamp `received_at` and publish their rows under the same lock, so every
+        row received at or before the returned time is in the returned history and none
+        received after it: what audit replay relies on.
+        """
+        with self._lock:
+            return self.history, dt.datetime.now(dt.UTC)
+
     @property
     def declaration_count(self) -> int:
         return self.history.n_declarations

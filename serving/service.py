@@ -10,7 +10,6 @@ memory (a second worker would not see the first one's appends).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import uuid
@@ -116,8 +115,8 @@ class DiversionRiskService:
         engine = self._engine()
         received = [d.model_dump() for d in declarations]
         request_id = uuid.uuid4().hex
-        scored_at = dt.datetime.now(dt.UTC)
-        results = engine.score(declaration_columns(received), scored_at=scored_at)
+        history, scored_at = engine.store.snapshot()
+        results = engine.score(declaration_columns(received), scored_at=scored_at, history=history)
         caller = _caller(ctx)
         records = []
         for declaration, result in zip(declarations, results, strict=True):

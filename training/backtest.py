@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.definitions import FEATURE_SET, compute_features
+from features.definitions import FEATURE_SET, MONOTONE, compute_features
 from features.history import History
 from features.reference import ReferenceTables
 from models.baselines import logistic_regression, random_scores, red_flag_scores
@@ -92,7 +92,7 @@ def fit_and_evaluate(
         x_validation,
         y_validation,
         FEATURE_SET.categorical,
-        config.booster_params(),
+        config.booster_params(monotone=[MONOTONE.get(c, 0) for c in columns]),
         train_weights=None if weights is None else weights[train_mask],
     )
     raw_validation = booster.predict(x_validation.to_numpy(dtype=np.float64), raw_score=True)

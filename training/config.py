@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,8 +58,11 @@ class TrainingConfig(BaseModel):
             raise ValueError("red_rate + yellow_rate must be below 1")
         return value
 
-    def booster_params(self) -> BoosterParams:
-        return BoosterParams(**{"seed": self.seed, **self.booster})
+    def booster_params(self, monotone: list[int] | None = None) -> BoosterParams:
+        params = BoosterParams(**{"seed": self.seed, **self.booster})
+        if monotone and any(monotone):
+            params = replace(params, extra={"monotone_constraints": monotone, **params.extra})
+        return params
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: object) -> TrainingConfig:

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
-from features.definitions import FEATURE_SET
+from features.definitions import FEATURE_SET, MONOTONE
 from features.reference import load_reference
 from features.validation import load_contract_tables
 from models.pyfunc import DiversionRiskModel, directory_digest
@@ -156,7 +156,12 @@ def _log_run(
     mlflow.log_params(
         {
             **{k: v for k, v in json.loads(config.model_dump_json()).items() if k != "booster"},
-            **{f"booster.{k}": v for k, v in config.booster_params().lightgbm().items()},
+            **{
+                f"booster.{k}": v
+                for k, v in config.booster_params(monotone=[MONOTONE.get(c, 0) for c in FEATURE_SET.columns])
+                .lightgbm()
+                .items()
+            },
             "best_iteration": result.scorer.metadata["best_iteration"],
         }
     )
