@@ -2,38 +2,56 @@
 
 The generator imitates Indian pharmaceutical exports (see `/work/shared/domain-facts.md`
 and `docs/synthetic-data.md`). Legitimate trade dominates and is varied; a small share of
-declarations (about 2.5 %) is diverted by one of the typologies below. Each diverted
-declaration shows its typology's defining red flag plus 0-3 further red flags drawn at
-random, and legitimate declarations show single red flags too (new exporters, courier,
-hub transshipment, advance payment, consignee abroad, missing authorisation by clerical
-error, low prices), so no rule separates the classes.
+declarations (about 2.5 %) is diverted by one of the typologies below. The generator is
+built so that red flags overlap: legitimate trade shows them often and in combinations
+(licensed tramadol and codeine exporters shipping container loads to West Africa under
+authorisation, sometimes via Lome and paid in advance; herbal exporters sending parcels to
+individuals in the US, GB and AU; large manufacturers transshipping via their hub and
+selling through hub distributors; one-off buyers paying in advance; start-ups, a few of
+them licensed; tender lots at low prices; clerical omissions of the authorisation number;
+compliance findings against busy exporters). Diverted declarations show fewer, weaker
+signals whose meaning depends on the context: who ships (front companies, online vendors,
+established exporters during a diversion episode, licensed ones diverting their own
+line), to whom (a new buyer, a buyer shared by a ring of diverters, a shell), and the
+exporter's own history (lot size, routes, earlier seizures).
 
-Typologies (share of all declarations; the field where each shows):
+Typologies (target share of all declarations; the field where each shows):
 
 ====================== ====== ==========================================================
 typology               rate   shows in
 ====================== ====== ==========================================================
-front_company          0.30 % new `exporter_id`, short-lived, burst of controlled goods
-no_authorisation       0.25 % controlled `hs_code`/description, empty `export_authorization_id`
-misdeclared_cover      0.40 % generic `hs_code`/cover `goods_description`; 30 % leak the substance
-undervaluation         0.15 % `declared_value_usd` 10-40 % of the heading's norm
+front_company          0.25 % new `exporter_id`, short-lived, controlled goods, ring buyers
+no_authorisation       0.18 % controlled `hs_code`/description, empty `export_authorization_id`
+misdeclared_cover      0.45 % generic `hs_code`/cover `goods_description`; 15 % leak the substance
+undervaluation         0.15 % `declared_value_usd` 10-40 % of the norm (40 %: over-invoiced 2.5-5x)
 quantity_spike         0.15 % `quantity` 4-15x the exporter's usual lot
-courier_dropship       0.40 % `transport_mode` COURIER/POST, small parcels to US/AU/GB/CA, one-off consignees
-hub_transshipment      0.20 % `transshipment_country` a hub (AE, TG, LK, ...)
-consignee_mismatch     0.10 % `consignee_country` (a hub) differs from `destination_country`
-shell_consignee        0.15 % `consignee_id` from a small pool shared by diverting exporters
+courier_dropship       0.35 % `transport_mode` COURIER/POST, parcels to US/AU/GB/CA individuals
+hub_transshipment      0.35 % `transshipment_country` a hub, with a buyer never seen before
+consignee_mismatch     0.20 % `consignee_country` (a hub) differs from `destination_country`
+shell_consignee        0.20 % `consignee_id` from a small pool shared by diverting exporters
 complicit_broker       0.10 % `customs_broker_id` one of three brokers (who also serve legitimate trade)
-west_africa_tramadol   0.30 % `destination_country` NG/GH/SL/NE/BJ/TG/..., tramadol 225 mg tablets
+west_africa_tramadol   0.25 % `destination_country` NG/GH/SL/NE/BJ/TG/..., tramadol 225 mg tablets,
+                              unauthorised (40 %), under a cover (30 %) or with a new buyer
 advance_payment        0.05 % `payment_terms` ADVANCE
 new_route_drift        0.50 % only with ``drift=True``, second half of the period: pregabalin /
                               nitazene-like goods (3004.90, 2933.99) to LY/SD/YE via TR
 ====================== ====== ==========================================================
 
+Diverters have a history: established exporters divert during one episode of 6-30 months
+(front companies and online vendors for their short lives) and, after a seizure, lie low
+for 3-10 months (front companies for good) unless they are among the bold 15 %; so some
+later shipments follow a seizure, and the exporter's legitimate trade goes on with a
+seizure on record. Diverted rows are drawn `DETERRENCE_OVERSAMPLE` times over the target
+rate and those filed while lying low are dropped, which keeps the realised rate near the
+target and steady over time.
+
 Seizures: 40-60 % of diverted declarations (by typology) are seized, in India within days
 or abroad within about 150 days (7 % later than 180 days, outside the label window);
-seizures after the end of the period are not yet known and are dropped. About 12 % more
-are intelligence seizures naming only an exporter or a consignee, and about 0.1 % of
-legitimate declarations are seized for paperwork (label noise).
+seizures after the end of the period are not yet known and are dropped. About 6 % more are
+intelligence seizures naming only an exporter or a consignee; about 0.15 % of legitimate
+declarations are seized for paperwork (label noise); and compliance findings naming only
+a legitimate exporter (0.6 % per declaration, 2.4 % on controlled lines) make a prior
+seizure a signal, not a verdict.
 
 Everything is vectorised with numpy; rows are produced in time-ordered chunks of
 `CHUNK_ROWS`, so memory stays bounded and `write_history` streams to disk. The same seed
@@ -56,22 +74,36 @@ from features.reference import load_reference
 
 CHUNK_ROWS = 500_000
 
-#: Typology -> share of all declarations (drift typology: share of the second half only).
+#: Typology -> target share of all declarations (drift typology: of the second half only).
 TYPOLOGY_RATES: dict[str, float] = {
-    "front_company": 0.0030,
-    "no_authorisation": 0.0025,
-    "misdeclared_cover": 0.0040,
+    "front_company": 0.0025,
+    "no_authorisation": 0.0018,
+    "misdeclared_cover": 0.0045,
     "undervaluation": 0.0015,
     "quantity_spike": 0.0015,
-    "courier_dropship": 0.0040,
-    "hub_transshipment": 0.0020,
-    "consignee_mismatch": 0.0010,
-    "shell_consignee": 0.0015,
+    "courier_dropship": 0.0035,
+    "hub_transshipment": 0.0035,
+    "consignee_mismatch": 0.0020,
+    "shell_consignee": 0.0020,
     "complicit_broker": 0.0010,
-    "west_africa_tramadol": 0.0030,
+    "west_africa_tramadol": 0.0025,
     "advance_payment": 0.0005,
 }
 DRIFT_TYPOLOGY = "new_route_drift"
+#: Share of exporters (before front companies and vendors) that divert during one episode.
+DIVERTER_SHARE = 0.15
+#: Share of courier drop-shipping done by online vendors (new exporters); the rest by diverters.
+VENDOR_SHARE = 0.65
+#: Probability of 0-3 extra red flags on a diverted declaration (1-4 flags in total).
+EXTRA_FLAG_P = (0.55, 0.30, 0.11, 0.04)
+#: Share of legitimate controlled lines filed without the authorisation number (clerical omission).
+CLERICAL_OMISSION = 0.12
+#: Diverted declarations are drawn this many times over the target rate; those a diverter
+#: would have filed while lying low after a seizure are dropped (see `_not_deterred`).
+DETERRENCE_OVERSAMPLE = 2.5
+#: Share of diverting exporters who carry on regardless of seizures.
+BOLD_SHARE = 0.15
+_NEVER = np.iinfo(np.int64).max
 DRIFT_RATE = 0.0050
 LEGITIMATE = "legitimate"
 
@@ -86,6 +118,11 @@ SEIZURE_PROBABILITY: dict[str, float] = {
     DRIFT_TYPOLOGY: 0.50,
 }
 DEFAULT_SEIZURE_PROBABILITY = 0.45
+#: Paperwork seizures of legitimate declarations (controlled lines, other lines).
+PAPERWORK_CONTROLLED = 0.005
+PAPERWORK_OTHER = 0.001
+#: Compliance findings naming only the exporter, per legitimate declaration.
+COMPLIANCE_FINDINGS = 0.006
 
 # Red flags a diverted declaration can show; typology i's defining flag is FLAGS[i].
 FLAGS: tuple[str, ...] = (*TYPOLOGY_RATES, DRIFT_TYPOLOGY)
@@ -179,11 +216,11 @@ _LICENSED_PRODUCTS = [
 ]  # fmt: skip
 # What diverted consignments really carry: (key, hs8, truthful description, form, unit, value, substance, weight)
 _DIVERTED_PRODUCTS = [
-    ("tramadol_225", "30049099", "TRAMADOL HYDROCHLORIDE TABLETS 225MG", "dosage", "NOS", 1.2, "tramadol", 0.30),
-    ("tramadol_200", "30049099", "TRAMADOL 200MG TABLETS", "dosage", "NOS", 1.1, "tramadol", 0.12),
-    ("tramadol_100", "30049099", "TRAMADOL HYDROCHLORIDE CAPSULES 100MG", "dosage", "NOS", 1.5, "tramadol", 0.08),
-    ("alprazolam_2", "30049099", "ALPRAZOLAM TABLETS 2MG", "dosage", "NOS", 1.0, "benzodiazepines", 0.10),
-    ("codeine_syrup", "30049099", "CODEINE PHOSPHATE COUGH SYRUP 100ML", "dosage", "NOS", 0.8, "codeine", 0.08),
+    ("tramadol_225", "30049099", "TRAMADOL HYDROCHLORIDE TABLETS 225MG", "dosage", "NOS", 1.7, "tramadol", 0.30),
+    ("tramadol_200", "30049099", "TRAMADOL 200MG TABLETS", "dosage", "NOS", 1.6, "tramadol", 0.12),
+    ("tramadol_100", "30049099", "TRAMADOL HYDROCHLORIDE CAPSULES 100MG", "dosage", "NOS", 1.9, "tramadol", 0.08),
+    ("alprazolam_2", "30049099", "ALPRAZOLAM TABLETS 2MG", "dosage", "NOS", 1.5, "benzodiazepines", 0.10),
+    ("codeine_syrup", "30049099", "CODEINE PHOSPHATE COUGH SYRUP 100ML", "dosage", "NOS", 1.2, "codeine", 0.08),
     ("pse_api", "29394200", "PSEUDOEPHEDRINE HYDROCHLORIDE USP", "bulk", "KGM", 70.0, "pseudoephedrine", 0.10),
     ("ephedrine_api", "29394100", "EPHEDRINE HYDROCHLORIDE", "bulk", "KGM", 90.0, "ephedrine", 0.07),
     ("npp", "29333700", "N-PHENETHYL-4-PIPERIDONE (NPP)", "bulk", "KGM", 150.0, "npp", 0.05),
@@ -214,6 +251,17 @@ _PARCEL_COVERS = (
 _PARCEL_COVER_HS = ("30049011", "21069099", "21069099", "95059090")
 # Leaked descriptions: the substance is named although the heading is generic.
 _LEAKS = {"dosage": "TRAMADOL 225MG", "bulk": "PSEUDOEPHEDRINE HCL (CHEMICAL)"}
+# Ayurvedic and herbal products (ITC-HS 3004.90.11, 2106.90) of the parcel-heavy exporters.
+_AYURVEDIC_PRODUCTS = [
+    ("ashwagandha", "30049011", "ASHWAGANDHA CAPSULES 500MG", "dosage", "NOS", 0.9, ""),
+    ("triphala", "30049011", "TRIPHALA CHURNA 100G", "dosage", "NOS", 1.1, ""),
+    ("chyawanprash", "30049011", "CHYAWANPRASH 500G", "dosage", "NOS", 3.0, ""),
+    ("ayurvedic", "30049011", "AYURVEDIC MEDICINE (PERSONAL USE)", "dosage", "NOS", 1.0, ""),
+    ("herbal", "21069099", "HERBAL SUPPLEMENT CAPSULES", "dosage", "NOS", 0.8, ""),
+    ("neem", "30049011", "NEEM CAPSULES 60S", "dosage", "NOS", 0.7, ""),
+]  # fmt: skip
+#: Where ayurvedic and herbal exporters sell (mostly parcels to individuals in the first four).
+AYURVEDIC_DESTINATIONS = {"US": 0.42, "GB": 0.18, "AU": 0.14, "CA": 0.10, "AE": 0.06, "DE": 0.05, "NL": 0.05}
 
 
 @dataclass(frozen=True)
@@ -246,6 +294,7 @@ class _World:
     products: _Products
     legit_codes: dict[str, np.ndarray]  # form -> ordinary product codes
     licensed_codes: dict[str, np.ndarray]
+    ayurvedic_codes: np.ndarray
     diverted_codes: np.ndarray
     diverted_weights: np.ndarray
     drift_codes: np.ndarray
@@ -255,6 +304,8 @@ class _World:
     exp_start: np.ndarray
     exp_end: np.ndarray
     exp_size: np.ndarray
+    exp_kind: np.ndarray  # 0 API maker, 1 formulator, 2 merchant, 3 ayurvedic / herbal
+    exp_licensed: np.ndarray  # licensed for controlled products
     exp_products: np.ndarray  # (n, 6) product codes
     exp_dests: np.ndarray  # (n, 6) destination codes
     exp_brokers: np.ndarray  # (n, 2) broker codes
@@ -264,10 +315,25 @@ class _World:
     exp_qscale: np.ndarray
     exp_price: np.ndarray
     exp_air_share: np.ndarray
+    exp_courier_share: np.ndarray  # parcels (ayurvedic retail, samples)
+    exp_hub_share: np.ndarray  # sea shipments declared via a hub
+    exp_hub: np.ndarray  # the exporter's hub (transshipment point and distributor base)
+    exp_mismatch_share: np.ndarray  # sales through a distributor in its hub
+    exp_new_buyer: np.ndarray  # share of one-off new buyers
+    exp_tender: np.ndarray  # share of low-priced tender lots
+    exp_africa: np.ndarray  # licensed exporter supplying West African importers
+    exp_wa_dest: np.ndarray  # its West African market
     exp_hash: np.ndarray
+    exp_ring_hash: np.ndarray  # diverters, front companies and vendors: their ring's (shared buyers)
+    exp_ep_start: np.ndarray  # diversion episode of established diverters (else the whole life)
+    exp_ep_end: np.ndarray
+    exp_bold: np.ndarray  # a diverter who carries on regardless of seizures
+    exp_cooloff: np.ndarray  # seconds a diverter lies low after a seizure
+    exp_low_until: np.ndarray  # lying low at the start of the period until (seconds; -1: not)
     diverter_codes: np.ndarray  # established exporters who also divert
     diverter_weights: np.ndarray
     front_codes: np.ndarray  # front companies
+    vendor_codes: np.ndarray  # online vendors (parcels; also legitimate herbal trade)
     # brokers and consignees
     broker_id: np.ndarray
     complicit_brokers: np.ndarray
@@ -326,7 +392,7 @@ def _unit_float(x: np.ndarray) -> np.ndarray:
 
 def _build_products(
     rng: np.random.Generator,
-) -> tuple[_Products, dict, dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[_Products, dict, dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     pharma = load_reference().pharma_hs
     rows: list[tuple] = []
     for rec in pharma.itertuples(index=False):
@@ -339,6 +405,8 @@ def _build_products(
             )
     for key, hs, desc, form, unit, value, substance in _LICENSED_PRODUCTS:
         rows.append((key, hs, desc, form, unit, value, substance, True, "licensed"))
+    for key, hs, desc, form, unit, value, substance in _AYURVEDIC_PRODUCTS:
+        rows.append((key, hs, desc, form, unit, value, substance, False, "ayurvedic"))
     for key, hs, desc, form, unit, value, substance, _w in _DIVERTED_PRODUCTS:
         rows.append((key, hs, desc, form, unit, value, substance, True, "diverted"))
     for key, hs, desc, form, unit, value, substance, _w in _DRIFT_PRODUCTS:
@@ -362,11 +430,13 @@ def _build_products(
     form = products.form
     legit = {f: np.flatnonzero((role == "legit") & (form == f)) for f in ("dosage", "bulk", "biological")}
     licensed = {f: np.flatnonzero((role == "licensed") & (form == f)) for f in ("dosage", "bulk")}
+    ayurvedic = np.flatnonzero(role == "ayurvedic")
     diverted = np.flatnonzero(role == "diverted")
     diverted_w = np.array([w for *_, w in _DIVERTED_PRODUCTS])
     drift = np.flatnonzero(role == "drift")
     drift_w = np.array([w for *_, w in _DRIFT_PRODUCTS])
-    return products, legit, licensed, diverted, diverted_w / diverted_w.sum(), drift, drift_w / drift_w.sum()
+    return (products, legit, licensed, ayurvedic, diverted, diverted_w / diverted_w.sum(), drift,
+            drift_w / drift_w.sum())  # fmt: skip
 
 
 def _season(start: np.datetime64, n_days: int) -> np.ndarray:
@@ -387,27 +457,47 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     n_days = max(int(round(years * 365.25)), 30)
     season = _season(start_day, n_days)
     season_cdf = np.concatenate([[0.0], np.cumsum(season)])
-    products, legit_codes, licensed_codes, diverted_codes, diverted_w, drift_codes, drift_w = _build_products(
-        rng
-    )
+    (products, legit_codes, licensed_codes, ayurvedic_codes, diverted_codes, diverted_w, drift_codes,
+     drift_w) = _build_products(rng)  # fmt: skip
+    countries = np.array(sorted(set(DESTINATIONS) | set(HUB_WEIGHTS) | set(SHELL_COUNTRIES) | {"IN"}))
+    country_index = {c: i for i, c in enumerate(countries)}
+
+    def country_draw(weights: dict[str, float], size: int | tuple[int, int]) -> np.ndarray:
+        keys, p = _normalise(weights)
+        codes = np.array([country_index[c] for c in keys])
+        return codes[rng.choice(len(keys), size=size, p=p)]
 
     # Exporters: heavy-tailed sizes; a share enters (and leaves) during the period.
     n_exp = int(np.clip(7 * np.sqrt(rows), 80, 25_000))
-    n_front = max(6, int(rows * TYPOLOGY_RATES["front_company"] / 25))
-    n_div = max(8, int(n_exp * 0.02))
-    n_all = n_exp + n_front
+    n_front = max(6, int(rows * TYPOLOGY_RATES["front_company"] / 5))
+    n_vendor = max(6, int(rows * TYPOLOGY_RATES["courier_dropship"] * VENDOR_SHARE / 5))
+    n_div = max(12, int(n_exp * DIVERTER_SHARE))
+    n_all = n_exp + n_front + n_vendor
     size = np.minimum(np.exp(rng.normal(0.0, 1.5, n_all)), 400.0)
-    exp_start = np.where(rng.random(n_all) < 0.28, rng.integers(0, n_days, n_all), 0)
+    exp_start = np.where(rng.random(n_all) < 0.30, rng.integers(0, n_days, n_all), 0)
     exp_end = np.where(rng.random(n_all) < 0.12, rng.integers(0, n_days, n_all) + 30, n_days)
     exp_end = np.clip(np.maximum(exp_end, exp_start + 60), 1, n_days)
     # Front companies: appear after the start, live 2-8 months, small ordinary trade as cover.
-    fronts = np.arange(n_exp, n_all)
-    exp_start[fronts] = rng.integers(0, max(1, n_days - 90), n_front)
-    exp_end[fronts] = np.minimum(exp_start[fronts] + rng.integers(60, 240, n_front), n_days)
+    # (Lives may begin before the period or end after it, so diversion is steady over time.)
+    fronts = np.arange(n_exp, n_exp + n_front)
+    front_start = rng.integers(-150, n_days - 30, n_front)
+    exp_start[fronts] = np.maximum(front_start, 0)
+    exp_end[fronts] = np.minimum(
+        np.maximum(front_start + rng.integers(60, 240, n_front), exp_start[fronts] + 30), n_days
+    )
     size[fronts] = np.exp(rng.normal(-1.5, 0.5, n_front))
+    # Online vendors: appear after the start, sell herbal parcels (and drop-ship tablets) for 5-20 months.
+    vendors = np.arange(n_exp + n_front, n_all)
+    vendor_start = rng.integers(-300, n_days - 30, n_vendor)
+    exp_start[vendors] = np.maximum(vendor_start, 0)
+    exp_end[vendors] = np.minimum(
+        np.maximum(vendor_start + rng.integers(150, 600, n_vendor), exp_start[vendors] + 30), n_days
+    )
+    size[vendors] = np.exp(rng.normal(0.0, 0.5, n_vendor))
 
-    kind = rng.choice(3, size=n_all, p=[0.3, 0.4, 0.3])  # 0 API maker, 1 formulator, 2 merchant
+    kind = rng.choice(4, size=n_all, p=[0.26, 0.36, 0.26, 0.12])  # API maker, formulator, merchant, herbal
     kind[fronts] = 2
+    kind[vendors] = 3
     n_slots = 6
     exp_products = np.empty((n_all, n_slots), dtype=np.int64)
     form_p = {0: {"bulk": 0.85, "dosage": 0.15}, 1: {"dosage": 0.85, "biological": 0.07, "bulk": 0.08},
@@ -418,21 +508,39 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
         p = np.concatenate([products.popularity[legit_codes[f]] / products.popularity[legit_codes[f]].sum() * s
                             for f, s in shares.items()])  # fmt: skip
         exp_products[members] = pool[rng.choice(len(pool), size=(len(members), n_slots), p=p / p.sum())]
-    # Licensed manufacturers (bigger firms more often) export controlled products legitimately.
-    licensed = (kind < 2) & (rng.random(n_all) < 0.05 * np.clip(size, 0.5, 6.0))
+    herbal = np.flatnonzero(kind == 3)
+    exp_products[herbal] = ayurvedic_codes[rng.integers(0, len(ayurvedic_codes), (len(herbal), n_slots))]
+    # Licensed firms (bigger ones more often; a few merchants) export controlled products legitimately.
+    licensed = rng.random(n_all) < np.select([kind < 2, kind == 2], [0.16, 0.05], 0.0) * np.clip(
+        size, 0.5, 6.0
+    )
     licensed[fronts] = False
-    for k, form in ((0, "bulk"), (1, "dosage")):
-        members = np.flatnonzero(licensed & (kind == k))
+    for kinds, form in (((0,), "bulk"), ((1, 2), "dosage")):
+        members = np.flatnonzero(licensed & np.isin(kind, kinds))
         codes = licensed_codes[form]
         exp_products[members, 1] = codes[rng.integers(0, len(codes), len(members))]
         extra = members[rng.random(len(members)) < 0.4]
         exp_products[extra, 3] = codes[rng.integers(0, len(codes), len(extra))]
 
-    countries = np.array(sorted(set(DESTINATIONS) | set(HUB_WEIGHTS) | set(SHELL_COUNTRIES) | {"IN"}))
-    country_index = {c: i for i, c in enumerate(countries)}
-    dest_keys, dest_p = _normalise(DESTINATIONS)
-    dest_codes = np.array([country_index[c] for c in dest_keys])
-    exp_dests = dest_codes[rng.choice(len(dest_keys), size=(n_all, n_slots), p=dest_p)]
+    exp_dests = country_draw(DESTINATIONS, (n_all, n_slots))
+    exp_dests[herbal] = country_draw(AYURVEDIC_DESTINATIONS, (len(herbal), n_slots))
+    # Half of the licensed firms supply West African importers (tramadol, codeine syrup) under authorisation.
+    exp_africa = licensed & (rng.random(n_all) < 0.5)
+    exp_wa_dest = country_draw(WEST_AFRICA, n_all)
+    # Parcels: herbal exporters sell to individuals abroad; others send the odd sample.
+    courier_share = np.where(rng.random(n_all) < 0.15, rng.uniform(0.02, 0.08, n_all), 0.004)
+    courier_share[herbal] = rng.beta(3.0, 4.0, len(herbal)) * 0.9
+    # Large manufacturers ship via hubs and sell through hub distributors; one-off buyers; tenders.
+    exp_hub = country_draw(HUB_WEIGHTS, n_all)
+    hub_share = np.where(size > 3, rng.uniform(0.1, 0.35, n_all), rng.uniform(0.0, 0.06, n_all))
+    mismatch_share = np.where(rng.random(n_all) < 0.2, rng.uniform(0.1, 0.35, n_all), 0.005)
+    # (Large manufacturers sell through stable distributor networks: fewer one-off buyers.)
+    new_buyer = (
+        rng.beta(1.2, 14.0, n_all)
+        * np.where(kind == 2, 2.0, 1.0)
+        * np.clip(2.5 / (1.0 + np.sqrt(size)), 0.2, 1.5)
+    )
+    tender = np.where((kind > 0) & (kind < 3) & (rng.random(n_all) < 0.15), rng.uniform(0.1, 0.4, n_all), 0.0)
 
     # Brokers: Zipf-like popularity; three mid-sized ones are complicit (and keep legitimate clients).
     n_brokers = int(np.clip(n_exp / 12, 20, 3000))
@@ -441,20 +549,40 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     exp_brokers = rng.choice(n_brokers, size=(n_all, 2), p=broker_p / broker_p.sum())
     complicit = rng.choice(np.arange(4, min(30, n_brokers)), size=3, replace=False)
 
-    # Established exporters who also divert: merchants and formulators of small to mid size.
-    candidates = np.flatnonzero((kind[:n_exp] > 0) & (size[:n_exp] < 20))
-    diverters = rng.choice(candidates, size=min(n_div, len(candidates)), replace=False)
-    diverter_w = np.exp(rng.normal(0, 0.7, len(diverters)))
+    # Established exporters who also divert: formulators and merchants of small to mid size, licensed
+    # ones more often. Each diverts during one episode of 3-15 months of its life.
+    established = np.arange(n_exp)
+    candidates = established[(kind[:n_exp] == 1) | (kind[:n_exp] == 2)]
+    candidates = candidates[size[candidates] < 150]
+    p = 1.0 + 10.0 * licensed[candidates]
+    diverters = rng.choice(candidates, size=min(n_div, len(candidates)), replace=False, p=p / p.sum())
+    diverter_w = np.exp(rng.normal(0, 0.6, len(diverters)))
+    ep_start, ep_end = exp_start.copy(), exp_end.copy()
+    ep_len = rng.integers(180, 900, len(diverters))
+    first = exp_start[diverters] - ep_len + 30
+    ep_begin = first + (rng.random(len(diverters)) * (exp_end[diverters] - 30 - first)).astype(int)
+    ep_start[diverters] = np.clip(ep_begin, exp_start[diverters], exp_end[diverters] - 30)
+    ep_end[diverters] = np.clip(ep_begin + ep_len, ep_start[diverters] + 30, exp_end[diverters])
+    # After a seizure a diverter lies low for 4-13 months (online vendors 2-8), a front company
+    # for good. Diversion that began before the period may be lying low at its start.
+    cooloff = rng.uniform(90, 300, n_all)
+    cooloff[vendors] = rng.uniform(60, 240, n_vendor)
+    cooloff[fronts] = 10 * 365.0
+    began = np.full(n_all, 0)
+    began[diverters] = np.where(exp_start[diverters] == 0, ep_begin, 0)
+    began[fronts], began[vendors] = np.minimum(front_start, 0), np.minimum(vendor_start, 0)
+    low_at_start = (began < 0) & (rng.random(n_all) < 0.5)
+    lying_low_until = np.where(low_at_start, rng.random(n_all) * np.minimum(cooloff, 400) * 86_400, -1)
 
     # Consignee pools: regular buyers per destination, individual recipients for courier
     # destinations, and a few shell consignees shared by diverting exporters.
     n_countries = len(countries)
     w = np.array([DESTINATIONS.get(c, 0.3) + HUB_WEIGHTS.get(c, 0.0) for c in countries])
     pool_size = np.maximum(15, (w / w.sum() * n_exp * 4).astype(np.int64))
-    indiv_size = np.array([max(200, rows // 150) if c in COURIER_DESTINATIONS else 50 for c in countries])
+    indiv_size = np.array([max(200, rows // 60) if c in COURIER_DESTINATIONS else 50 for c in countries])
     pool_offset = np.concatenate([[0], np.cumsum(pool_size)[:-1]])
     indiv_offset = pool_size.sum() + np.concatenate([[0], np.cumsum(indiv_size)[:-1]])
-    n_shell = max(6, (n_div + n_front) // 4)
+    n_shell = max(6, (n_div + n_front + n_vendor) // 5)
     shell_start = int(pool_size.sum() + indiv_size.sum())
     shell_codes = np.arange(shell_start, shell_start + n_shell)
     n_consignees = shell_start + n_shell
@@ -468,6 +596,13 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     consignee_id = np.char.add("C", consignee_numbers.astype(str)).astype(object)
 
     exporter_numbers = rng.choice(9_000_000_000, n_all, replace=False) + 1_000_000_000
+    exp_hash = _mix64(exporter_numbers.astype(np.uint64))
+    # Diverting exporters work in rings of about four that share foreign buyers.
+    members = np.concatenate([diverters, fronts, vendors])
+    ring_hash = exp_hash.copy()
+    ring_hash[members] = _mix64(
+        rng.integers(0, max(1, len(members) // 4), len(members)).astype(np.uint64) + 7
+    )
     sea_keys, sea_p = _normalise(SEA_PORTS)
     air_keys, air_p = _normalise(AIR_PORTS)
 
@@ -495,6 +630,7 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
         products=products,
         legit_codes=legit_codes,
         licensed_codes=licensed_codes,
+        ayurvedic_codes=ayurvedic_codes,
         diverted_codes=diverted_codes,
         diverted_weights=diverted_w,
         drift_codes=drift_codes,
@@ -503,6 +639,8 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
         exp_start=exp_start,
         exp_end=exp_end,
         exp_size=size,
+        exp_kind=kind,
+        exp_licensed=licensed,
         exp_products=exp_products,
         exp_dests=exp_dests,
         exp_brokers=exp_brokers,
@@ -512,10 +650,25 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
         exp_qscale=rng.normal(0, 0.5, n_all) + 0.2 * np.log(size),
         exp_price=np.exp(rng.normal(0, 0.2, n_all)),
         exp_air_share=rng.beta(1.2, 6.0, n_all),
-        exp_hash=_mix64(exporter_numbers.astype(np.uint64)),
+        exp_courier_share=courier_share,
+        exp_hub_share=hub_share,
+        exp_hub=exp_hub,
+        exp_mismatch_share=mismatch_share,
+        exp_new_buyer=new_buyer,
+        exp_tender=tender,
+        exp_africa=exp_africa,
+        exp_wa_dest=exp_wa_dest,
+        exp_hash=exp_hash,
+        exp_ring_hash=ring_hash,
+        exp_ep_start=ep_start,
+        exp_ep_end=ep_end,
+        exp_bold=rng.random(n_all) < BOLD_SHARE,
+        exp_cooloff=(cooloff * 86_400).astype(np.int64),
+        exp_low_until=lying_low_until.astype(np.int64),
         diverter_codes=diverters,
         diverter_weights=diverter_w,
         front_codes=fronts,
+        vendor_codes=vendors,
         broker_id=broker_id,
         complicit_brokers=complicit,
         countries=countries,
@@ -531,11 +684,22 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
 
 
 def _sample_exporters_and_days(
-    world: _World, rng: np.random.Generator, codes: np.ndarray, weights: np.ndarray, lo: int, hi: int, n: int
+    world: _World,
+    rng: np.random.Generator,
+    codes: np.ndarray,
+    weights: np.ndarray,
+    lo: int,
+    hi: int,
+    n: int,
+    episodes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exporters (from `codes`, by weight x seasonal mass while active) and their days within [lo, hi)."""
-    a = np.clip(world.exp_start[codes], lo, hi)
-    b = np.clip(world.exp_end[codes], lo, hi)
+    """Exporters (from `codes`, by weight x seasonal mass while active) and their days within [lo, hi).
+
+    With `episodes`, an exporter is active only during its diversion episode.
+    """
+    first, last = (world.exp_ep_start, world.exp_ep_end) if episodes else (world.exp_start, world.exp_end)
+    a = np.clip(first[codes], lo, hi)
+    b = np.clip(last[codes], lo, hi)
     cdf = world.season_cdf
     mass = np.where(b > a, cdf[b] - cdf[a], 0.0)
     p = weights * mass
@@ -556,12 +720,20 @@ def _seconds_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _regular_consignee(
-    world: _World, exporter: np.ndarray, country: np.ndarray, slot: np.ndarray
+    world: _World,
+    exporter: np.ndarray,
+    country: np.ndarray,
+    slot: np.ndarray,
+    skew: float = 1.6,
+    ring: bool = False,
 ) -> np.ndarray:
-    """A stable buyer of `exporter` in `country` (slot 0 = main buyer); popular buyers are shared."""
-    h = _mix64(world.exp_hash[exporter] ^ (slot.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    """A stable buyer of `exporter` in `country` (slot 0 = main buyer); with `skew` > 1 popular buyers are shared.
+
+    With `ring`, the buyer is shared by the exporter's diversion ring.
+    """
+    h = _mix64((world.exp_ring_hash if ring else world.exp_hash)[exporter] ^ (slot.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
                ^ (country.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))  # fmt: skip
-    u = _unit_float(h) ** 1.6
+    u = _unit_float(h) ** skew
     return world.pool_offset[country] + (u * world.pool_size[country]).astype(np.int64)
 
 
@@ -576,59 +748,81 @@ def _legit_rows(world: _World, rng: np.random.Generator, n: int, lo: int, hi: in
     dslot = np.minimum(rng.geometric(0.5, n) - 1, world.exp_dests.shape[1] - 1)
     dest = world.exp_dests[exporter, dslot]
     form = prods.form[product]
+    controlled = prods.controlled[product]
+    herbal = world.exp_kind[exporter] == 3
+    # Licensed tramadol / codeine tablets for West African importers, under authorisation.
+    to_africa = controlled & (form == "dosage") & world.exp_africa[exporter] & (rng.random(n) < 0.7)
+    dest[to_africa] = world.exp_wa_dest[exporter[to_africa]]
+    # Market development: now and then a first shipment to a new destination.
+    explore = ~to_africa & (rng.random(n) < 0.04)
+    dest[explore] = _pick_countries(rng, world, DESTINATIONS, int(explore.sum()))
 
-    # Transport: biologicals fly, a per-exporter air share, some courier samples and post.
+    # Transport: biologicals fly, a per-exporter air share; parcels (herbal retail, samples) by courier/post.
     r = rng.random(n)
     air = (form == "biological") & (r < 0.8) | (r < world.exp_air_share[exporter])
     mode = np.where(air, "AIR", "SEA").astype(object)
-    r2 = rng.random(n)
-    mode[r2 < 0.028] = "COURIER"
-    mode[r2 < 0.004] = "POST"
+    courier = (rng.random(n) < world.exp_courier_share[exporter]) & ~to_africa & (form != "bulk")
+    mode[courier] = np.where(rng.random(int(courier.sum())) < 0.8, "COURIER", "POST")
     port = np.where(mode == "SEA", world.exp_sea[exporter], world.exp_air[exporter]).astype(object)
-    courier = (mode == "COURIER") | (mode == "POST")
     port[courier] = _pick(rng, COURIER_PORTS, int(courier.sum()))
 
     log_q = (
         np.where(prods.unit[product] == "KGM", np.log(400.0), np.log(15_000.0)) + world.exp_qscale[exporter]
     )
-    log_q = log_q + rng.normal(0, 0.7, n) - 1.6 * (mode == "AIR") - 5.0 * courier
+    log_q = log_q + rng.normal(0, 0.7, n) - 1.6 * (mode == "AIR")
     quantity = np.exp(log_q)
-    # Occasional large legitimate orders (tenders, annual contracts).
-    big = rng.random(n) < 0.01
+    quantity[courier] = np.exp(rng.normal(np.where(herbal[courier], np.log(20.0), np.log(40.0)), 0.9))
+    # Occasional large orders (annual contracts) and container loads for West Africa.
+    big = ~courier & (rng.random(n) < 0.02)
     quantity[big] *= rng.uniform(3, 10, int(big.sum()))
+    quantity[to_africa] *= rng.uniform(1.5, 5, int(to_africa.sum()))
     unit_value = prods.unit_value[product] * world.exp_price[exporter] * np.exp(rng.normal(0, 0.25, n))
     unit_value *= np.where(courier, rng.uniform(0.5, 1.2, n), 1.0)
+    # Tender lots (government and donor tenders, generic price wars): large and cheap.
+    tender = ~courier & (form == "dosage") & (rng.random(n) < world.exp_tender[exporter])
+    quantity[tender] *= rng.uniform(2, 6, int(tender.sum()))
+    unit_value[tender] *= rng.uniform(0.3, 0.6, int(tender.sum()))
 
-    # Buyers: stable per exporter; trading companies in hubs; individuals for couriers.
+    # Buyers: stable per exporter; distributors in the exporter's hub buying for a neighbouring market;
+    # one-off new buyers (often paying in advance); individuals for herbal parcels.
     cslot = np.minimum(rng.geometric(0.55, n) - 1, 7)
     consignee = _regular_consignee(world, exporter, dest, cslot)
-    hub_keys, hub_p = _normalise(HUB_WEIGHTS)
-    hub_codes = np.array([world.country_index[c] for c in hub_keys])
-    mismatch = rng.random(n) < 0.03
-    hub_country = hub_codes[rng.choice(len(hub_codes), n, p=hub_p)]
-    mismatch &= hub_country != dest
-    consignee[mismatch] = _regular_consignee(
-        world, exporter[mismatch], hub_country[mismatch], cslot[mismatch]
-    )
-    indiv = courier & (rng.random(n) < 0.5)
+    hub = world.exp_hub[exporter]
+    mismatch = ~courier & (rng.random(n) < world.exp_mismatch_share[exporter]) & (hub != dest)
+    consignee[mismatch] = _regular_consignee(world, exporter[mismatch], hub[mismatch], cslot[mismatch])
+    new_buyer = ~courier & (rng.random(n) < world.exp_new_buyer[exporter])
+    buyer_country = np.where(mismatch, hub, dest)[new_buyer]
+    consignee[new_buyer] = world.pool_offset[buyer_country] + (
+        rng.random(int(new_buyer.sum())) * world.pool_size[buyer_country]
+    ).astype(np.int64)
+    indiv = courier & (rng.random(n) < np.where(herbal, 0.85, 0.2))
     consignee[indiv] = world.indiv_offset[dest[indiv]] + (
         rng.random(int(indiv.sum())) * world.indiv_size[dest[indiv]]
     ).astype(np.int64)
 
-    transship = (mode == "SEA") & (rng.random(n) < 0.07)
-    ts_country = np.where(transship, hub_codes[rng.choice(len(hub_codes), n, p=hub_p)], -1)
+    # Declared transshipment: large manufacturers via their hub; West African loads often via Lome.
+    hub_keys, hub_p = _normalise(HUB_WEIGHTS)
+    hub_codes = np.array([world.country_index[c] for c in hub_keys])
+    transship = (mode == "SEA") & (rng.random(n) < world.exp_hub_share[exporter])
+    ts_country = np.where(
+        transship, np.where(rng.random(n) < 0.7, hub, hub_codes[rng.choice(len(hub_codes), n, p=hub_p)]), -1
+    )
+    ts_country[to_africa & (rng.random(n) < 0.3)] = world.country_index["TG"]
     ts_country[ts_country == dest] = -1
 
     payment = np.where(rng.random(n) < 0.7, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
+    advance = (new_buyer & (rng.random(n) < 0.55)) | (indiv & (rng.random(n) < 0.8))
+    advance |= to_africa & (rng.random(n) < 0.5)  # West African importers often pay in advance
+    payment[advance] = PAYMENT.index("ADVANCE")
     payment[rng.random(n) < 0.02] = -1
     broker = world.exp_brokers[exporter, (rng.random(n) < 0.15).astype(np.int64)]
     broker[rng.random(n) < 0.03] = -1
     # Licensed controlled exports carry an authorisation, bar the odd clerical omission.
-    authorised = prods.controlled[product] & (rng.random(n) > 0.05)
+    authorised = controlled & (rng.random(n) > CLERICAL_OMISSION)
 
     hs = prods.hs[product].copy()
     description = _describe(rng, prods.description[product], empty_share=0.01)
-    _parcel_cover(rng, courier & (rng.random(n) < 0.15), hs, description)
+    _parcel_cover(rng, courier & ~herbal & (rng.random(n) < 0.15), hs, description)
     return {
         "exporter": exporter, "day": day, "product": product, "hs": hs, "description": description, "dest": dest,
         "consignee": consignee, "mode": mode, "port": port, "quantity": quantity, "unit_value": unit_value,
@@ -657,7 +851,11 @@ def _parcel_cover(
 
 
 def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
-    """Boolean (n, len(FLAGS)) matrix: the typology's flag plus 0-3 compatible extra flags."""
+    """Boolean (n, len(FLAGS)) matrix: the typology's flag plus 0-3 compatible extra flags.
+
+    Front companies and West African tramadol get at most one extra (they add their own
+    variants later, and no row shows more than four flags).
+    """
     n = len(typology)
     n_flags = len(FLAGS)
     keys = rng.random((n, n_flags))
@@ -667,7 +865,9 @@ def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
         ia, ib = _F[a], _F[b]
         keys[typology == ia, ib] = -1.0
         keys[typology == ib, ia] = -1.0
-    extra = rng.choice(4, size=n, p=[0.30, 0.35, 0.22, 0.13])  # 1-4 flags in total
+    extra = rng.choice(4, size=n, p=EXTRA_FLAG_P)  # 1-4 flags in total
+    capped = (typology == _F["front_company"]) | (typology == _F["west_africa_tramadol"])
+    extra[capped] = np.minimum(extra[capped], 1)
     order = np.argsort(-keys, axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(n_flags)[None, :].repeat(n, 0), axis=1)
@@ -684,21 +884,44 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     typology = np.repeat(np.arange(len(FLAGS)), counts)
     n = len(typology)
     flags = _draw_flags(rng, typology)
+    is_drift = typology == _F[DRIFT_TYPOLOGY]
+    # Variants: a third of West African tramadol comes from front companies (Mundra 2024), and West
+    # African loads and front companies' goods are often unauthorised or under a cover description.
+    wa = flags[:, _F["west_africa_tramadol"]] & ~is_drift
+    flags[(typology == _F["west_africa_tramadol"]) & (rng.random(n) < 0.35), _F["front_company"]] = True
+    is_front = flags[:, _F["front_company"]]
+    flags[is_front, _F["quantity_spike"]] = False
+    r = rng.random(n)
+    variant = (typology == _F["west_africa_tramadol"]) | (typology == _F["front_company"])
+    cover_p = np.where(wa, 0.30, 0.15)
+    unauth_p = cover_p + np.where(wa, 0.40, 0.20)
+    flags[variant & (r < cover_p) & ~flags[:, _F["no_authorisation"]], _F["misdeclared_cover"]] = True
+    no_cover = ~flags[:, _F["misdeclared_cover"]]
+    flags[variant & (r >= cover_p) & (r < unauth_p) & no_cover, _F["no_authorisation"]] = True
     f = {name: flags[:, i] for name, i in _F.items()}
-
+    courier = f["courier_dropship"]
+    # Who ships: front companies, online vendors (most drop-shipping), established diverters during
+    # their diversion episode (the rest), and established diverters on the new route (drift).
+    is_vendor = courier & ~is_front & (rng.random(n) < VENDOR_SHARE)
     exporter = np.empty(n, dtype=np.int64)
     day = np.empty(n, dtype=np.int64)
-    is_front = f["front_company"]
-    is_drift = typology == _F[DRIFT_TYPOLOGY]
     groups = [
-        (is_front, world.front_codes, np.ones(len(world.front_codes)), lo, hi),
-        (~is_front & ~is_drift, world.diverter_codes, world.diverter_weights, lo, hi),
-        (~is_front & is_drift, world.diverter_codes, world.diverter_weights, max(lo, world.mid_day), hi),
+        (is_front, world.front_codes, np.ones(len(world.front_codes)), lo, hi, False),
+        (is_vendor, world.vendor_codes, np.ones(len(world.vendor_codes)), lo, hi, False),
+        (~is_front & ~is_vendor & ~is_drift, world.diverter_codes, world.diverter_weights, lo, hi, True),
+        (
+            ~is_front & is_drift,
+            world.diverter_codes,
+            world.diverter_weights,
+            max(lo, world.mid_day),
+            hi,
+            False,
+        ),
     ]
     keep = np.ones(n, dtype=bool)
-    for mask, codes, weights, a, b in groups:
+    for mask, codes, weights, a, b, episodes in groups:
         idx = np.flatnonzero(mask)
-        e, d = _sample_exporters_and_days(world, rng, codes, weights, a, b, len(idx))
+        e, d = _sample_exporters_and_days(world, rng, codes, weights, a, b, len(idx), episodes)
         if len(e) < len(idx):  # nobody of this group is active in the window
             keep[idx] = False
             continue
@@ -707,15 +930,18 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     keep &= ~is_drift | (day >= world.mid_day)
     if not keep.all():
         typology, flags, exporter, day = typology[keep], flags[keep], exporter[keep], day[keep]
-        f = {name: flags[:, i] for name, i in _F.items()}
-        is_drift = is_drift[keep]
+        is_drift, is_front, is_vendor = is_drift[keep], is_front[keep], is_vendor[keep]
         n = len(typology)
+    f = {name: flags[:, i] for name, i in _F.items()}
+    courier, wa, mis = f["courier_dropship"], f["west_africa_tramadol"], f["misdeclared_cover"]
+    established = ~is_front & ~is_vendor & ~is_drift
 
-    # What is really shipped.
+    # What is really shipped: licensed diverters mostly divert their own licensed line.
     product = world.diverted_codes[rng.choice(len(world.diverted_codes), n, p=world.diverted_weights)]
+    own_line = established & world.exp_licensed[exporter] & (rng.random(n) < 0.8)
+    product[own_line] = world.exp_products[exporter[own_line], 1]
     tramadol_225 = world.diverted_codes[0]
-    product[f["west_africa_tramadol"]] = tramadol_225
-    courier = f["courier_dropship"]
+    product[wa] = tramadol_225
     dosage_div = world.diverted_codes[prods.form[world.diverted_codes] == "dosage"]
     product[courier] = dosage_div[rng.integers(0, 4, int(courier.sum()))]  # tramadol / alprazolam tablets
     product[is_drift] = world.drift_codes[rng.choice(len(world.drift_codes), int(is_drift.sum()),
@@ -724,28 +950,33 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
 
     # Declared heading and description: truthful, cover goods, or a cover heading that leaks.
     hs = prods.hs[product].copy()
-    description = _describe(rng, prods.description[product], empty_share=0.0)
-    mis = f["misdeclared_cover"]
+    description = _describe(rng, prods.description[product], empty_share=0.01)
     for form_name, covers, cover_hs in (("dosage", _DOSAGE_COVERS, _DOSAGE_COVER_HS),
                                         ("bulk", _BULK_COVERS, _BULK_COVER_HS)):  # fmt: skip
         idx = np.flatnonzero(mis & (form == form_name))
         which = rng.integers(0, len(covers), len(idx))
         hs[idx] = np.array(cover_hs, dtype=object)[which]
         description[idx] = _describe(rng, np.array(covers, dtype=object)[which], empty_share=0.05)
-        leak = idx[rng.random(len(idx)) < 0.3]
+        leak = idx[rng.random(len(idx)) < 0.15]
         description[leak] = _LEAKS[form_name]
         hs[leak] = np.array(cover_hs, dtype=object)[0]
-    _parcel_cover(rng, courier & (rng.random(n) < 0.6), hs, description)
-    authorised = ~mis & ~f["no_authorisation"] & prods.controlled[product] & (hs == prods.hs[product])
+    parcel = courier & (rng.random(n) < 0.7)
+    _parcel_cover(rng, parcel, hs, description)
+    # Truthful controlled goods carry an authorisation (obtained or forged) unless the typology says not.
+    authorised = (
+        ~mis & ~f["no_authorisation"] & ~courier & prods.controlled[product] & (hs == prods.hs[product])
+    )
 
     # Route.
-    exp_dest = world.exp_dests[exporter, np.minimum(rng.geometric(0.5, n) - 1, 5)]
+    dest = world.exp_dests[exporter, np.minimum(rng.geometric(0.5, n) - 1, 5)]
     dest_codes = world.country_index
-    dest = exp_dest.copy()
-    wa = f["west_africa_tramadol"]
     dest[wa] = _pick_countries(rng, world, WEST_AFRICA, int(wa.sum()))
     dest[courier] = _pick_countries(rng, world, COURIER_DESTINATIONS, int(courier.sum()))
     dest[is_drift] = _pick_countries(rng, world, DRIFT_DESTINATIONS, int(is_drift.sum()))
+    # A shell consignee is mostly in the destination country itself.
+    shell_pick = world.shell_codes[rng.integers(0, len(world.shell_codes), n)]
+    at_home = f["shell_consignee"] & ~courier & ~wa & ~is_drift & (rng.random(n) < 0.8)
+    dest[at_home] = world.consignee_country[shell_pick[at_home]]
 
     mode = np.where(rng.random(n) < np.maximum(world.exp_air_share[exporter], 0.1), "AIR", "SEA").astype(
         object
@@ -763,18 +994,27 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     ts[is_drift] = dest_codes["TR"]
     ts[ts == dest] = -1
 
-    # Buyers: a new buyer per shipment by default, a hub trading company, a shared shell, or an individual.
-    pool = world.pool_offset[dest] + (rng.random(n) * world.pool_size[dest]).astype(np.int64)
-    consignee = pool
-    mm = f["consignee_mismatch"]
+    # Buyers: a regular buyer (diversion hidden in ordinary trade), the diverter's own recurring buyer,
+    # a new buyer, a hub trading company, a shared shell, or an individual.
+    regular = _regular_consignee(world, exporter, dest, np.minimum(rng.geometric(0.55, n) - 1, 7))
+    own = _regular_consignee(world, exporter, dest, 20 + rng.integers(0, 2, n), skew=1.0, ring=True)
+    fresh = world.pool_offset[dest] + (rng.random(n) * world.pool_size[dest]).astype(np.int64)
+    subtle = f["quantity_spike"] | f["complicit_broker"] | f["undervaluation"]
+    p_regular = np.where(subtle, 0.6, 0.4) * established
+    u = rng.random(n)
+    consignee = np.where(u < p_regular, regular, np.where(u < p_regular + 0.35, own, fresh))
+    consignee[hub] = fresh[hub]  # behind a transshipment: a buyer never seen before
     hub_c = _pick_countries(rng, world, DIVERSION_HUBS, n)
     hub_c[is_drift] = dest_codes["TR"]
-    mm = (mm | is_drift) & (hub_c != dest)
-    consignee[mm] = world.pool_offset[hub_c[mm]] + (
+    mm = (f["consignee_mismatch"] | is_drift) & (hub_c != dest)
+    hub_own = _regular_consignee(
+        world, exporter[mm], hub_c[mm], 20 + rng.integers(0, 2, int(mm.sum())), skew=1.0, ring=True
+    )
+    hub_fresh = world.pool_offset[hub_c[mm]] + (
         rng.random(int(mm.sum())) * world.pool_size[hub_c[mm]]
     ).astype(np.int64)
-    shell = f["shell_consignee"]
-    consignee[shell] = world.shell_codes[rng.integers(0, len(world.shell_codes), int(shell.sum()))]
+    consignee[mm] = np.where(rng.random(int(mm.sum())) < 0.5, hub_own, hub_fresh)
+    consignee[f["shell_consignee"]] = shell_pick[f["shell_consignee"]]
     consignee[courier] = world.indiv_offset[dest[courier]] + (
         rng.random(int(courier.sum())) * world.indiv_size[dest[courier]]
     ).astype(np.int64)
@@ -782,25 +1022,35 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     # Quantities and values.
     bulk = prods.unit[product] == "KGM"
     log_q = (
-        np.where(bulk, np.log(300.0), np.log(12_000.0)) + world.exp_qscale[exporter] + rng.normal(0, 0.6, n)
+        np.where(bulk, np.log(400.0), np.log(15_000.0)) + world.exp_qscale[exporter] + rng.normal(0, 0.7, n)
     )
     log_q -= 1.6 * (mode == "AIR")
     quantity = np.exp(log_q)
     spike = f["quantity_spike"]
     quantity[spike] *= rng.uniform(4, 15, int(spike.sum()))
     quantity[wa] *= rng.uniform(1.5, 6, int(wa.sum()))  # container loads, as at Mundra
-    quantity[courier] = np.exp(rng.normal(np.log(12), 0.8, int(courier.sum())))
-    # Declared unit value follows the *declared* goods (cover goods for misdeclared rows).
+    quantity[courier] = np.exp(rng.normal(np.log(15), 0.9, int(courier.sum())))
+    # Declared unit value follows the *declared* goods (cover goods for misdeclared rows and parcels).
     value_ref = prods.unit_value[product].copy()
     value_ref[mis & ~bulk] = 1.5
     value_ref[mis & bulk] = 8.0
+    value_ref[parcel] = 1.0
     unit_value = value_ref * world.exp_price[exporter] * np.exp(rng.normal(0, 0.3, n))
+    unit_value[courier] *= rng.uniform(0.5, 1.2, int(courier.sum()))
     under = f["undervaluation"]
-    unit_value[under] = value_ref[under] * rng.uniform(0.1, 0.4, int(under.sum()))
+    # Mostly under-declared; some over-invoiced (2.5-5x), which moves the buyer's money out.
+    unit_value[under] = value_ref[under] * np.where(
+        rng.random(int(under.sum())) < 0.6,
+        rng.uniform(0.1, 0.4, int(under.sum())),
+        rng.uniform(2.5, 5, int(under.sum())),
+    )
 
-    payment = np.where(rng.random(n) < 0.7, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
+    payment = np.where(rng.random(n) < 0.6, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
+    payment[(rng.random(n) < 0.1) | (courier & (rng.random(n) < 0.6))] = PAYMENT.index("ADVANCE")
+    payment[rng.random(n) < 0.02] = -1  # as often undeclared as in legitimate trade
     payment[f["advance_payment"]] = PAYMENT.index("ADVANCE")
     broker = world.exp_brokers[exporter, (rng.random(n) < 0.15).astype(np.int64)]
+    broker[rng.random(n) < 0.03] = -1
     comp = f["complicit_broker"]
     broker[comp] = world.complicit_brokers[rng.integers(0, len(world.complicit_brokers), int(comp.sum()))]
 
@@ -818,9 +1068,12 @@ def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
 
 
 def _chunk(
-    world: _World, rng: np.random.Generator, k: int, first_number: int
+    world: _World, rng: np.random.Generator, k: int, first_number: int, lying_low: np.ndarray
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Declarations and ground truth of chunk `k` (a time window), plus raw seizure columns."""
+    """Declarations and ground truth of chunk `k` (a time window), plus raw seizure columns.
+
+    `lying_low` (per exporter, the last pause after a seizure) carries deterrence over chunks.
+    """
     lo, hi = int(world.chunk_days[k]), int(world.chunk_days[k + 1])
     n_rows = int(world.chunk_rows[k])
     rates = np.array([*TYPOLOGY_RATES.values(), 0.0])
@@ -828,15 +1081,20 @@ def _chunk(
         cdf = world.season_cdf
         late = (cdf[hi] - cdf[max(lo, world.mid_day)]) / (cdf[hi] - cdf[lo])
         rates[-1] = DRIFT_RATE * late
-    counts = rng.binomial(n_rows, rates)
+    counts = rng.binomial(n_rows, np.minimum(rates * DETERRENCE_OVERSAMPLE, 0.5))
     diverted = _diverted_rows(world, rng, counts, lo, hi)
-    legit = _legit_rows(world, rng, n_rows - len(diverted["day"]), lo, hi)
+    diverted["seconds"] = diverted["day"] * 86_400 + _seconds_of_day(rng, len(diverted["day"]))
+    diverted |= _seizure_outcomes(world, rng, diverted["typology"], diverted["product"])
+    keep = _not_deterred(world, diverted, lying_low)
+    diverted = {key: value[keep] for key, value in diverted.items()}
+    legit = _legit_rows(world, rng, max(n_rows - len(diverted["day"]), 0), lo, hi)
+    legit["seconds"] = legit["day"] * 86_400 + _seconds_of_day(rng, len(legit["day"]))
+    legit |= _seizure_outcomes(world, rng, legit["typology"], legit["product"])
     rows = _concat([legit, diverted])
     n = len(rows["day"])
-    seconds = rows["day"] * 86_400 + _seconds_of_day(rng, n)
-    order = np.argsort(seconds, kind="stable")
+    order = np.argsort(rows["seconds"], kind="stable")
     rows = {key: value[order] for key, value in rows.items()}
-    seconds = seconds[order]
+    seconds = rows["seconds"]
     prods = world.products
 
     unit = prods.unit[rows["product"]]
@@ -907,9 +1165,58 @@ def _chunk(
     raw = {
         "declaration_id": declaration_id, "seconds": seconds, "exporter": rows["exporter"],
         "consignee": rows["consignee"], "dest": rows["dest"], "transship": rows["transship"],
-        "typology": rows["typology"], "product": rows["product"], "gross": gross,
+        "typology": rows["typology"], "product": rows["product"], "gross": gross, "seized": rows["seized"],
+        "in_india": rows["in_india"], "lag": rows["lag"],
     }  # fmt: skip
     return declarations, ground_truth, _seizures_for_chunk(world, rng, raw)
+
+
+def _seizure_outcomes(
+    world: _World, rng: np.random.Generator, typology: np.ndarray, product: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Whether each declaration is seized, where (India or abroad) and how many seconds after filing."""
+    n = len(typology)
+    diverted = typology >= 0
+    p_seize = np.array([SEIZURE_PROBABILITY.get(t, DEFAULT_SEIZURE_PROBABILITY) for t in FLAGS])
+    seized = diverted & (rng.random(n) < p_seize[np.maximum(typology, 0)])
+    # Paperwork seizures of legitimate shipments (label noise), mostly controlled lines.
+    controlled = world.products.controlled[product]
+    seized |= ~diverted & (rng.random(n) < np.where(controlled, PAPERWORK_CONTROLLED, PAPERWORK_OTHER))
+    in_india = ~diverted | (rng.random(n) < 0.35)
+    lag_days = np.where(
+        in_india,
+        rng.exponential(3.0, n) + 0.1,
+        np.where(
+            rng.random(n) < 0.07, rng.uniform(181, 400, n), np.clip(rng.lognormal(np.log(30), 0.7, n), 2, 150)
+        ),
+    )
+    return {"seized": seized, "in_india": in_india, "lag": (lag_days * 86_400).astype(np.int64)}
+
+
+def _not_deterred(world: _World, rows: dict, lying_low: np.ndarray) -> np.ndarray:
+    """Mask of diverted rows still shipped: after a seizure a diverter lies low for a while.
+
+    Per exporter, the earliest seizure of a kept shipment starts a pause of `exp_cooloff`;
+    shipments filed during the pause are dropped, and the next seizure after it starts the
+    next pause (one pass per pause). A seizure that starts a pause always belongs to a kept
+    shipment. Bold diverters never pause. `lying_low` (2 x exporters: pause start and end,
+    in seconds) carries the last pause into the next chunk and is updated in place.
+    """
+    exporter, seconds = rows["exporter"], rows["seconds"]
+    caught_at = np.where(rows["seized"] & ~world.exp_bold[exporter], seconds + rows["lag"], _NEVER)
+    keep = ~((seconds >= lying_low[0, exporter]) & (seconds < lying_low[1, exporter]))
+    active_from = np.maximum(lying_low[1], 0)
+    while True:
+        live = keep & (seconds >= active_from[exporter]) & (caught_at < _NEVER)
+        if not live.any():
+            return keep
+        first = np.full(len(active_from), _NEVER, dtype=np.int64)
+        np.minimum.at(first, exporter[live], caught_at[live])
+        paused = first < _NEVER
+        until = np.where(paused, first + world.exp_cooloff, active_from)
+        lying_low[0, paused], lying_low[1, paused] = first[paused], until[paused]
+        keep &= ~((seconds >= first[exporter]) & (seconds < until[exporter]))
+        active_from = until
 
 
 def _flag_text(bits: np.ndarray) -> np.ndarray:
@@ -924,25 +1231,11 @@ def _seizures_for_chunk(world: _World, rng: np.random.Generator, raw: dict) -> d
     """Seizure rows (not yet sorted or numbered) for one chunk's declarations."""
     prods = world.products
     typology = raw["typology"]
-    n = len(typology)
     diverted = typology >= 0
-    p_seize = np.array([SEIZURE_PROBABILITY.get(t, DEFAULT_SEIZURE_PROBABILITY) for t in FLAGS])
-    seized = diverted & (rng.random(n) < p_seize[np.maximum(typology, 0)])
-    # Paperwork seizures of legitimate shipments (label noise), mostly controlled lines.
-    controlled = prods.controlled[raw["product"]]
-    seized |= ~diverted & (rng.random(n) < np.where(controlled, 0.006, 0.0009))
-    idx = np.flatnonzero(seized)
+    idx = np.flatnonzero(raw["seized"])
     m = len(idx)
     legit = ~diverted[idx]
-
-    in_india = legit | (rng.random(m) < 0.35)
-    lag_days = np.where(
-        in_india,
-        rng.exponential(3.0, m) + 0.1,
-        np.where(
-            rng.random(m) < 0.07, rng.uniform(181, 400, m), np.clip(rng.lognormal(np.log(30), 0.7, m), 2, 150)
-        ),
-    )
+    in_india = raw["in_india"][idx]
     transit = raw["transship"][idx]
     abroad_country = np.where((transit >= 0) & (rng.random(m) < 0.35), transit, raw["dest"][idx])
     in_code = world.country_index["IN"]
@@ -960,7 +1253,7 @@ def _seizures_for_chunk(world: _World, rng: np.random.Generator, raw: dict) -> d
     consignee = world.consignee_id[raw["consignee"][idx]].copy()
     consignee[rng.random(m) < 0.2] = None
     linked = {
-        "seconds": raw["seconds"][idx] + (lag_days * 86_400).astype(np.int64),
+        "seconds": raw["seconds"][idx] + raw["lag"][idx],
         "declaration_id": raw["declaration_id"][idx],
         "exporter_id": exporter,
         "consignee_id": consignee,
@@ -989,7 +1282,26 @@ def _seizures_for_chunk(world: _World, rng: np.random.Generator, raw: dict) -> d
         "quantity_kg": np.round(rng.lognormal(np.log(20), 1.0, k), 1),
         "agency": intel_agency,
     }
-    return _concat([linked, intel])
+
+    # Compliance findings against legitimate exporters (valuation, documentation, samples), naming
+    # only the exporter: the more an exporter files, the more findings it collects.
+    legit_idx = np.flatnonzero(~diverted)
+    # (Controlled lines draw more findings: authorisation and quantity checks.)
+    controlled = prods.controlled[raw["product"][legit_idx]]
+    anchor = legit_idx[rng.random(len(legit_idx)) < np.where(controlled, 4.0, 1.0) * COMPLIANCE_FINDINGS]
+    c = len(anchor)
+    product = raw["product"][anchor]
+    compliance = {
+        "seconds": raw["seconds"][anchor] + (rng.uniform(5, 120, c) * 86_400).astype(np.int64),
+        "declaration_id": np.full(c, None, dtype=object),
+        "exporter_id": world.exporter_id[raw["exporter"][anchor]],
+        "consignee_id": np.full(c, None, dtype=object),
+        "country": np.full(c, "IN", dtype=object),
+        "substance": np.where(prods.substance[product] != "", prods.substance[product], prods.api[product]),
+        "quantity_kg": np.round(raw["gross"][anchor] * rng.uniform(0.01, 0.1, c), 1),
+        "agency": np.where(rng.random(c) < 0.7, "CUSTOMS-SIIB", "DRI").astype(object),
+    }
+    return _concat([linked, intel, compliance])
 
 
 def _finish_seizures(world: _World, parts: list[dict]) -> pd.DataFrame:
@@ -1028,6 +1340,9 @@ def _iter_history(
     world_seed, *chunk_seeds = seeds.spawn(1 + max(1, -(-rows // CHUNK_ROWS)))
     world = _build_world(rows, years, np.random.default_rng(world_seed), start, drift)
     seizure_parts = []
+    lying_low = np.stack([np.where(world.exp_low_until > 0, -1, _NEVER), world.exp_low_until]).astype(
+        np.int64
+    )
     number = 1_000_001
     bar = None
     if progress:
@@ -1039,7 +1354,7 @@ def _iter_history(
     try:
         for k in range(len(world.chunk_rows)):
             declarations, ground_truth, seizures = _chunk(
-                world, np.random.default_rng(chunk_seeds[k]), k, number
+                world, np.random.default_rng(chunk_seeds[k]), k, number, lying_low
             )
             number += len(declarations)
             seizure_parts.append(seizures)

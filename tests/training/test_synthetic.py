@@ -19,7 +19,14 @@ from features.contract import (
     column_names,
 )
 from features.reference import load_reference
-from training.synthetic import DRIFT_TYPOLOGY, LEGITIMATE, TYPOLOGY_RATES, generate_history, write_history
+from training.synthetic import (
+    DRIFT_TYPOLOGY,
+    LEGITIMATE,
+    TYPOLOGY_RATES,
+    WEST_AFRICA,
+    generate_history,
+    write_history,
+)
 
 ROWS = 5_000
 
@@ -90,6 +97,8 @@ def test_legitimate_trade_dominates_and_positive_rate_in_band(history) -> None:
     # Label noise both ways: diverted never seized, and a few legitimate ones seized for paperwork.
     diverted_ids = set(truth.loc[truth["diverted"], "declaration_id"])
     assert len(diverted_ids - positive) > 0.3 * len(diverted_ids)
+    seized = set(seizures["declaration_id"].dropna())
+    assert 0.4 <= len(diverted_ids & seized) / len(diverted_ids) <= 0.6
     legit_seized = len(positive - diverted_ids)
     assert 0 < legit_seized < 0.005 * len(declarations)
 
@@ -143,6 +152,54 @@ def test_legitimate_controlled_exports_with_authorisation(history) -> None:
     assert (legit_rows["payment_terms"] == "ADVANCE").sum() > 100
     assert (legit_rows["consignee_country"] != legit_rows["destination_country"]).sum() > 100
     assert legit_rows["destination_country"].isin(["NG", "GH"]).sum() > 100
+
+
+def test_legitimate_trade_shows_red_flags_in_combination(history) -> None:
+    declarations, _, truth = history
+    merged = declarations.merge(truth, on="declaration_id")
+    legit = merged[~merged["diverted"]]
+    # Licensed tramadol for West African importers, under authorisation.
+    tramadol_to_west_africa = (
+        legit["goods_description"].str.contains("TRAMADOL")
+        & legit["destination_country"].isin(list(WEST_AFRICA))
+        & legit["export_authorization_id"].notna()
+    )
+    assert tramadol_to_west_africa.sum() > 100
+    # Parcels to the big retail markets, and hub transshipment paid in advance.
+    parcels = legit["transport_mode"].isin(["COURIER", "POST"]) & legit["destination_country"].isin(
+        ["US", "GB", "AU"]
+    )
+    assert parcels.sum() > 300
+    assert (legit["transshipment_country"].notna() & (legit["payment_terms"] == "ADVANCE")).sum() > 100
+    # Start-ups (first seen after the start) shipping controlled goods under authorisation.
+    first_seen = merged.groupby("exporter_id")["declared_at"].transform("min")
+    startup = first_seen > merged["declared_at"].min() + pd.Timedelta(days=60)
+    young = merged["declared_at"] - first_seen < pd.Timedelta(days=180)
+    assert (~merged["diverted"] & startup & young & merged["export_authorization_id"].notna()).sum() > 20
+
+
+def test_diverters_have_a_history_and_a_seizure_is_no_verdict(history) -> None:
+    declarations, seizures, truth = history
+    merged = declarations.merge(truth, on="declaration_id").sort_values("declared_at")
+    per_exporter = merged[merged["diverted"]].groupby("exporter_id").size()
+    assert per_exporter.median() >= 2 and per_exporter.max() >= 10
+    # Share of declarations filed after a seizure naming their exporter.
+    named = seizures.dropna(subset=["exporter_id"]).sort_values("seized_at")[["exporter_id", "seized_at"]]
+    after = pd.merge_asof(
+        merged, named, left_on="declared_at", right_on="seized_at", by="exporter_id", direction="backward"
+    )
+    prior = after["seized_at"].notna()
+    diverted = after["diverted"]
+    assert 0.15 < prior[diverted].mean() < 0.8  # later shipments of diverters carry the signal
+    assert prior[~diverted].mean() > 0.2  # legitimate exporters collect findings too
+    assert diverted[prior].mean() < 0.2
+    # Diversion is steady over time (deterrence does not drain it).
+    half = (
+        merged["declared_at"]
+        < merged["declared_at"].min() + (merged["declared_at"].max() - merged["declared_at"].min()) / 2
+    )
+    early, late = merged.loc[half, "diverted"].mean(), merged.loc[~half, "diverted"].mean()
+    assert 0.67 < early / late < 1.5
 
 
 def test_ids_do_not_encode_the_label(history) -> None:
