@@ -65,6 +65,21 @@ class Reason:
     sentence: str
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _reason(feature: str, value: float | None, contribution: float, sentence: str) -> Reason:
+    """`Reason(...)` without the frozen dataclass's per-field `object.__setattr__` (same object, fields in order)."""
+    reason = _new_object(Reason)
+    _set_attribute(
+        reason,
+        "__dict__",
+        {"feature": feature, "value": value, "contribution": contribution, "sentence": sentence},
+    )
+    return reason
+
+
 @dataclass
 class ScoredBatch:
     """Scores of a batch of declarations, in input order."""
@@ -127,6 +142,34 @@ class DiversionScorer:
         stacked = np.column_stack(flags)
         return [[rules[j] for j in np.flatnonzero(row)] for row in stacked]
 
+    def _rule_hits(self, features: pd.DataFrame, matrix: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+        """`rule_hits` plus a RED flag per row, reading model features from `matrix` (no pandas lookups)."""
+        rules = self.policy.mandatory_red_rules
+        n_rows = len(matrix)
+        flags: list[np.ndarray] = []
+        columns: frozenset[str] | None = None
+        for rule in rules:
+            if rule in self.feature_names:  # then `_matrix` holds it, as float64
+                flags.append(matrix[:, self.feature_names.index(rule)] > 0)
+            else:
+                columns = frozenset(features.columns) if columns is None else columns
+                if rule not in columns:
+                    continue
+                flags.append(features[rule].to_numpy() > 0)
+        if not flags:
+            return [[] for _ in range(n_rows)], np.zeros(n_rows, dtype=bool)
+        stacked = np.column_stack(flags)
+        red = stacked.any(axis=1)
+        if not red.any():
+            return [[] for _ in range(n_rows)], red
+        # Column j of `stacked` is named `rules[j]`, exactly as in `rule_hits` (which only
+        # lines up while every rule is present in `features`).
+        named = rules[: len(flags)]
+        if len(named) == 1:
+            (rule,) = named
+            return [[rule] if hit else [] for hit in red.tolist()], red
+        return [[r for r, hit in zip(named, row, strict=True) if hit] for row in stacked.tolist()], red
+
     def score(
         self,
         features: pd.DataFrame,
@@ -138,8 +181,7 @@ class DiversionScorer:
         threads = self._threads(len(matrix))
         raw = self.booster.predict(matrix, raw_score=True, num_threads=threads)
         risk = self.calibration(raw)
-        hits = self.rule_hits(features)
-        rule_red = np.array([bool(h) for h in hits], dtype=bool)
+        hits, rule_red = self._rule_hits(features, matrix)
         batch = ScoredBatch(
             raw_score=raw,
             risk_score=risk,
@@ -157,23 +199,38 @@ class DiversionScorer:
     def _reasons(
         self, matrix: np.ndarray, contributions: np.ndarray, contexts: Sequence[Mapping[str, object]] | None
     ) -> list[list[Reason]]:
+        # Same order as before (argsort of the negated contributions, first MAX_REASONS); the
+        # gathers are vectorised and Python only touches the picked cells.
         order = np.argsort(-contributions, axis=1)[:, :MAX_REASONS]
+        top = np.take_along_axis(contributions, order, axis=1)
+        # A row's reasons stop at its first non-positive contribution.
+        stop = top <= 0
+        counts = np.where(stop.any(axis=1), stop.argmax(axis=1), order.shape[1]).tolist()
+        top_values = np.take_along_axis(matrix, order, axis=1).tolist()
+        top_contributions = top.tolist()
+        order_list = order.tolist()
+        names = self.feature_names
+        isnan = math.isnan
+        empty: Mapping[str, object] = {}
         out: list[list[Reason]] = []
-        for i, top in enumerate(order):
-            context = contexts[i] if contexts is not None else {}
+        for i, count in enumerate(counts):
+            if not count:
+                out.append([])
+                continue
+            context = contexts[i] if contexts is not None else empty
+            row_features = order_list[i]
+            row_values = top_values[i]
+            row_contributions = top_contributions[i]
             reasons = []
-            for j in top:
-                contribution = float(contributions[i, j])
-                if contribution <= 0:
-                    break
-                value = float(matrix[i, j])
-                name = self.feature_names[j]
+            for k in range(count):
+                value = row_values[k]
+                name = names[row_features[k]]
                 reasons.append(
-                    Reason(
-                        feature=name,
-                        value=None if math.isnan(value) else value,
-                        contribution=round(contribution, 6),
-                        sentence=sentence(name, value, context),
+                    _reason(
+                        name,
+                        None if isnan(value) else value,
+                        round(row_contributions[k], 6),
+                        sentence(name, value, context),
                     )
                 )
             out.append(reasons)

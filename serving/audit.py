@@ -16,6 +16,7 @@ import hashlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -84,12 +85,84 @@ class AuditRecord:
     scored_at: dt.datetime  # timezone-aware; stored and returned in UTC
 
     def __post_init__(self) -> None:
-        # A naive time in an audit trail is ambiguous forever after: refuse it here.
-        if self.scored_at.tzinfo is None or self.scored_at.utcoffset() is None:
-            raise ValueError(
-                f"AuditRecord for declaration {self.declaration_id!r} (request {self.request_id!r}): "
-                f"scored_at {self.scored_at.isoformat()} has no time zone; pass datetime.now(datetime.UTC)"
+        _require_aware(
+            self.scored_at, f"AuditRecord for declaration {self.declaration_id!r}", self.request_id
+        )
+
+
+def _require_aware(scored_at: dt.datetime, what: str, request_id: str) -> None:
+    # A naive time in an audit trail is ambiguous forever after: refuse it here.
+    if scored_at.tzinfo is None or scored_at.utcoffset() is None:
+        raise ValueError(
+            f"{what} (request {request_id!r}): "
+            f"scored_at {scored_at.isoformat()} has no time zone; pass datetime.now(datetime.UTC)"
+        )
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """The decisions of one request, already in their stored form: what `AuditStore.record` writes.
+
+    All decisions of a request share request id, caller, model, feature set and decision
+    time, so those are held once; each decision's declaration is encoded once, and that
+    one canonical text is both stored and hashed. Recording a batch writes exactly the rows
+    the equivalent `AuditRecord`s would, without one object and two encodings per decision.
+    Build it with `DecisionBatch.build`.
+    """
+
+    request_id: str
+    caller: str
+    model_name: str
+    model_version: str
+    feature_set_version: str
+    scored_at: dt.datetime  # timezone-aware
+    #: Per decision: (declaration_id, declaration_sha256, declaration canonical JSON,
+    #: risk_score, channel, reasons canonical JSON, rule_hits canonical JSON).
+    decisions: tuple[tuple[str, str, str, float, str, str, str], ...]
+
+    def __post_init__(self) -> None:
+        _require_aware(self.scored_at, "DecisionBatch", self.request_id)
+
+    @classmethod
+    def build(
+        cls,
+        request_id: str,
+        caller: str,
+        model_name: str,
+        model_version: str,
+        feature_set_version: str,
+        scored_at: dt.datetime,
+        declaration_ids: Sequence[str],
+        declarations: Sequence[dict],
+        risk_scores: Sequence[float],
+        channels: Sequence[str],
+        reasons: Sequence[list[dict]],
+        rule_hits: Sequence[list[str]],
+    ) -> DecisionBatch:
+        """One decision per position of the sequences (all of the same length)."""
+        sha256 = hashlib.sha256
+        decisions = []
+        for declaration_id, declaration, risk_score, channel, why, hits in zip(
+            declaration_ids, declarations, risk_scores, channels, reasons, rule_hits, strict=True
+        ):
+            text = _canonical_bytes(declaration)
+            decisions.append(
+                (
+                    declaration_id,
+                    sha256(text).hexdigest(),
+                    text.decode(),
+                    float(risk_score),
+                    channel,
+                    canonical_json(why),
+                    canonical_json(hits) if hits else "[]",
+                )
             )
+        return cls(
+            request_id, caller, model_name, model_version, feature_set_version, scored_at, tuple(decisions)
+        )
+
+    def __len__(self) -> int:
+        return len(self.decisions)
 
 
 class DuplicateDecisionError(ValueError):
@@ -114,19 +187,25 @@ def canonical_json(value: object) -> str:
     separators=(",", ":"), ensure_ascii=False)` except for float exponents (`1e-5` vs
     `1e-05`); hashes are only ever recomputed with this function.
     """
+    return _canonical_bytes(value).decode()
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _canonical_bytes(value: object) -> bytes:
+    """`canonical_json(value)` encoded as UTF-8."""
     try:
-        return orjson.dumps(
-            value, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME, default=_json_default
-        ).decode()
+        return orjson.dumps(value, option=_ORJSON_OPTIONS, default=_json_default)
     except TypeError:  # integers beyond 64 bits and other rarities: the standard library's exact text
         return json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-        )
+        ).encode("utf-8")
 
 
 def declaration_hash(declaration: dict) -> str:
     """SHA-256 (hex) of the declaration's canonical JSON (UTF-8); independent of key order."""
-    return hashlib.sha256(canonical_json(declaration).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical_bytes(declaration)).hexdigest()
 
 
 class AuditStore:
@@ -149,22 +228,42 @@ class AuditStore:
         # its busy handler keeps many threads from timing out on the database lock.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         _metadata.create_all(engine)
+        # SQLite: rows go straight to the driver's executemany (one prepared INSERT, the
+        # statement SQLAlchemy itself would run), with the columns' own bind conversions
+        # applied here; that skips SQLAlchemy's per-row parameter processing. Other
+        # databases keep SQLAlchemy's executemany, which batches rows into multi-row INSERTs.
+        dialect = engine.dialect
+        self._driver_insert: str | None = None
+        self._bind_processors: list[tuple[int, object]] = []
+        if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+            compiled = sa.insert(decisions_table).compile(dialect=dialect, column_keys=list(_COLUMNS))
+            if tuple(compiled.positiontup or ()) == _COLUMNS:
+                self._driver_insert = str(compiled)
+                for i, name in enumerate(_COLUMNS):
+                    processor = decisions_table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                    if processor is not None:
+                        self._bind_processors.append((i, processor))
 
-    def record(self, records: list[AuditRecord]) -> None:
+    def record(self, records: Sequence[AuditRecord] | DecisionBatch) -> None:
         """Write all records in one transaction; returns only after the commit.
 
-        Raises `DuplicateDecisionError` (and writes none of them) if a (request_id,
-        declaration_id) pair is repeated in the batch or was already recorded.
+        `records` is a list of `AuditRecord`s or the `DecisionBatch` of one request (the
+        same rows, prepared once). Raises `DuplicateDecisionError` (and writes none of
+        them) if a (request_id, declaration_id) pair is repeated in the batch or was
+        already recorded.
         """
         if not records:
             return
-        pairs = [(r.request_id, r.declaration_id) for r in records]
-        repeated = sorted(pair for pair, n in Counter(pairs).items() if n > 1)
-        if repeated:
+        if isinstance(records, DecisionBatch):
+            pairs = [(records.request_id, decision[0]) for decision in records.decisions]
+        else:
+            pairs = [(r.request_id, r.declaration_id) for r in records]
+        if len(set(pairs)) != len(pairs):
+            repeated = sorted(pair for pair, n in Counter(pairs).items() if n > 1)
             raise DuplicateDecisionError(
                 f"(request_id, declaration_id) repeated within one batch: {repeated[:5]}"
             )
-        rows = [_to_row(r) for r in records]
+        rows = _batch_rows(records) if isinstance(records, DecisionBatch) else [_to_row(r) for r in records]
         try:
             if self._write_lock is None:
                 self._insert(rows)
@@ -180,9 +279,35 @@ class AuditStore:
                 ) from exc
             raise
 
-    def _insert(self, rows: list[dict]) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(sa.insert(decisions_table), rows)
+    def _insert(self, rows: list[tuple]) -> None:
+        """Rows as tuples in `_COLUMNS` order; one transaction, committed on return."""
+        if self._driver_insert is not None:
+            if self._bind_processors:
+                rows = self._bind(rows)
+            with self._engine.begin() as connection:
+                connection.exec_driver_sql(self._driver_insert, rows)
+        else:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    sa.insert(decisions_table), [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+                )
+
+    def _bind(self, rows: list[tuple]) -> list[tuple]:
+        """Apply the columns' bind conversions (the UTC datetime's), once per distinct value."""
+        for i, processor in self._bind_processors:
+            converted: dict = {}
+
+            def convert(value: object, processor=processor, converted=converted) -> object:
+                try:
+                    return converted[value]
+                except KeyError:
+                    result = converted[value] = processor(value)
+                    return result
+                except TypeError:  # unhashable: convert directly
+                    return processor(value)
+
+            rows = [(*row[:i], convert(row[i]), *row[i + 1 :]) for row in rows]
+        return rows
 
     def _recorded_pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         request_ids = sorted({request_id for request_id, _ in pairs})
@@ -235,23 +360,63 @@ class AuditStore:
             return [_from_row(row) for row in connection.execute(query)]
 
 
-def _to_row(record: AuditRecord) -> dict:
-    return {
-        "request_id": record.request_id,
-        "caller": record.caller,
-        "declaration_id": record.declaration_id,
-        "declaration_sha256": record.declaration_sha256,
+_COLUMNS = (
+    "request_id",
+    "caller",
+    "declaration_id",
+    "declaration_sha256",
+    "declaration",
+    "model_name",
+    "model_version",
+    "feature_set_version",
+    "risk_score",
+    "channel",
+    "reasons",
+    "rule_hits",
+    "scored_at",
+)
+
+
+def _to_row(record: AuditRecord) -> tuple:
+    return (
+        record.request_id,
+        record.caller,
+        record.declaration_id,
+        record.declaration_sha256,
         # Canonical text, so the stored declaration re-hashes to declaration_sha256.
-        "declaration": canonical_json(record.declaration),
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "feature_set_version": record.feature_set_version,
-        "risk_score": float(record.risk_score),
-        "channel": record.channel,
-        "reasons": canonical_json(record.reasons),
-        "rule_hits": canonical_json(record.rule_hits),
-        "scored_at": record.scored_at,
-    }
+        canonical_json(record.declaration),
+        record.model_name,
+        record.model_version,
+        record.feature_set_version,
+        float(record.risk_score),
+        record.channel,
+        canonical_json(record.reasons),
+        canonical_json(record.rule_hits),
+        record.scored_at,
+    )
+
+
+def _batch_rows(batch: DecisionBatch) -> list[tuple]:
+    request_id, caller, scored_at = batch.request_id, batch.caller, batch.scored_at
+    model_name, model_version, feature_set = batch.model_name, batch.model_version, batch.feature_set_version
+    return [
+        (
+            request_id,
+            caller,
+            declaration_id,
+            sha256,
+            declaration,
+            model_name,
+            model_version,
+            feature_set,
+            risk_score,
+            channel,
+            reasons,
+            rule_hits,
+            scored_at,
+        )
+        for declaration_id, sha256, declaration, risk_score, channel, reasons, rule_hits in batch.decisions
+    ]
 
 
 def _from_row(row: sa.Row) -> AuditRecord:

@@ -117,28 +117,25 @@ class DiversionRiskService:
         request_id = uuid.uuid4().hex
         history, scored_at = engine.store.snapshot()
         results = engine.score(declaration_columns(received), scored_at=scored_at, history=history)
-        caller = _caller(ctx)
-        records = []
-        for declaration, result in zip(declarations, results, strict=True):
-            as_received = declaration.model_dump(mode="json", exclude_none=True)
-            records.append(
-                AuditRecord(
-                    request_id=request_id,
-                    caller=caller,
-                    declaration_id=result["declaration_id"],
-                    declaration_sha256=declaration_hash(as_received),
-                    declaration=as_received,
-                    model_name=engine.model.name,
-                    model_version=engine.model.version,
-                    feature_set_version=FEATURE_SET.version,
-                    risk_score=result["risk_score"],
-                    channel=result["channel"],
-                    reasons=result["reasons"],
-                    rule_hits=result["rule_hits"],
-                    scored_at=scored_at,
-                )
-            )
-        self.audit.record(records)  # committed before the response exists
+        from serving.audit import DecisionBatch
+
+        # The audit rows in their stored form, built once: each declaration as received is
+        # encoded once (canonical JSON), and that text is both stored and hashed.
+        batch = DecisionBatch.build(
+            request_id=request_id,
+            caller=_caller(ctx),
+            model_name=engine.model.name,
+            model_version=engine.model.version,
+            feature_set_version=FEATURE_SET.version,
+            scored_at=scored_at,
+            declaration_ids=[result["declaration_id"] for result in results],
+            declarations=[d.model_dump(mode="json", exclude_none=True) for d in declarations],
+            risk_scores=[result["risk_score"] for result in results],
+            channels=[result["channel"] for result in results],
+            reasons=[result["reasons"] for result in results],
+            rule_hits=[result["rule_hits"] for result in results],
+        )
+        self.audit.record(batch)  # committed before the response exists
         return Response(  # type: ignore[return-value]
             orjson.dumps({"request_id": request_id, "scores": results}), media_type="application/json"
         )
