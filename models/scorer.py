@@ -136,11 +136,11 @@ class DiversionScorer:
 
     def rule_hits(self, features: pd.DataFrame) -> list[list[str]]:
         rules = self.policy.mandatory_red_rules
-        flags = [features[rule].to_numpy() > 0 for rule in rules if rule in features]
-        if not flags:
+        present = [rule for rule in rules if rule in features]
+        if not present:
             return [[] for _ in range(len(features))]
-        stacked = np.column_stack(flags)
-        return [[rules[j] for j in np.flatnonzero(row)] for row in stacked]
+        stacked = np.column_stack([features[rule].to_numpy() > 0 for rule in present])
+        return [[present[j] for j in np.flatnonzero(row)] for row in stacked]
 
     def _rule_hits(self, features: pd.DataFrame, matrix: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
         """`rule_hits` plus a RED flag per row, reading model features from `matrix` (no pandas lookups)."""
@@ -148,6 +148,7 @@ class DiversionScorer:
         n_rows = len(matrix)
         flags: list[np.ndarray] = []
         columns: frozenset[str] | None = None
+        present: list[str] = []
         for rule in rules:
             if rule in self.feature_names:  # then `_matrix` holds it, as float64
                 flags.append(matrix[:, self.feature_names.index(rule)] > 0)
@@ -156,15 +157,14 @@ class DiversionScorer:
                 if rule not in columns:
                     continue
                 flags.append(features[rule].to_numpy() > 0)
+            present.append(rule)
         if not flags:
             return [[] for _ in range(n_rows)], np.zeros(n_rows, dtype=bool)
         stacked = np.column_stack(flags)
         red = stacked.any(axis=1)
         if not red.any():
             return [[] for _ in range(n_rows)], red
-        # Column j of `stacked` is named `rules[j]`, exactly as in `rule_hits` (which only
-        # lines up while every rule is present in `features`).
-        named = rules[: len(flags)]
+        named = present  # column j of `stacked` is the rule present[j]
         if len(named) == 1:
             (rule,) = named
             return [[rule] if hit else [] for hit in red.tolist()], red

@@ -27,7 +27,7 @@ from pydantic import Field  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from features.definitions import FEATURE_SET  # noqa: E402
-from serving.audit import AuditRecord, AuditStore, declaration_hash  # noqa: E402
+from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.middleware import RequestGuard  # noqa: E402
@@ -117,7 +117,6 @@ class DiversionRiskService:
         request_id = uuid.uuid4().hex
         history, scored_at = engine.store.snapshot()
         results = engine.score(declaration_columns(received), scored_at=scored_at, history=history)
-        from serving.audit import DecisionBatch
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
