@@ -9,6 +9,7 @@ MLflow server gets precomputed feature rows (model only), so the comparison flat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: i
         with running_service(env, log_path=out / "service.log") as base:
             results["this service (full path)"] = _measure(client, f"{base}/score", ours_single, ours_batch)
             features = _features_via_engine(history_declarations, history_seizures, records)
+            features = features.astype(object).where(features.notna(), None)  # JSON has no NaN: null
         mlflow_single = [
             {"dataframe_split": features.iloc[[i % len(features)]].to_dict(orient="split")}
             for i in range(singles)
@@ -95,7 +97,12 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: i
                 "-p",
                 str(port),
             ],
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",  # its uvicorn
+                "MLFLOW_TRACKING_URI": uri,
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+            },
             stdout=open(out / "mlflow-serve.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -106,7 +113,8 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 500, batches: i
                 client, f"http://127.0.0.1:{port}/invocations", mlflow_single, mlflow_batch
             )
         finally:
-            os.killpg(process.pid, 15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
             process.wait(timeout=30)
     table = Table(title="serving benchmark (loopback, sequential client, same run)")
     for column in ("server", "single p50 ms", "single p99 ms", "batch rows/s"):
