@@ -12,8 +12,6 @@ import httpx
 import pytest
 
 from serving.audit import AuditStore
-from serving.auth import issue_token
-from serving.demo import split_history
 from serving.process import running_service
 from serving.replay import Replayer
 from serving.settings import ServiceSettings
@@ -25,22 +23,12 @@ REPLAY_SAMPLE = 50
 
 
 def test_concurrent_clients_are_all_answered_audited_and_replayable(
-    tmp_path: Path, trained, small_history: Path
+    tmp_path: Path, trained, small_history: Path, deployment_setup
 ) -> None:
     config, outcome = trained
-    history_declarations, history_seizures, records = split_history(
-        small_history / "declarations.parquet", small_history / "seizures.parquet", REQUESTS, tmp_path
-    )
-    tokens = tmp_path / "tokens.toml"
-    token = issue_token("test-load", ["scorer"], tokens)
-    env = {
-        "MLFLOW_TRACKING_URI": config.tracking_uri,
-        "DIVERSION_TOKENS_FILE": str(tokens),
-        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
-        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
-        "DIVERSION_HISTORY_DB": f"sqlite:///{tmp_path}/history.db",
-        "DIVERSION_AUDIT_DB": f"sqlite:///{tmp_path}/audit.db",
-    }
+    prepared = deployment_setup(tmp_path, config, small_history, REQUESTS, roles=("scorer",))
+    history_declarations, history_seizures = prepared.history_declarations, prepared.history_seizures
+    records, env, token = prepared.records, prepared.env, prepared.token["scorer"]
     statuses: list[int] = []
     answers: dict[str, dict] = {}
     lock = threading.Lock()

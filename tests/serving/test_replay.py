@@ -11,8 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from serving.audit import AuditStore
-from serving.auth import issue_token
-from serving.demo import split_history
 from serving.process import running_service
 from serving.replay import Replayer, replay_cli, replay_decision
 from serving.settings import ServiceSettings
@@ -24,23 +22,13 @@ BATCH = slice(5, 25)
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, trained, small_history: Path):
+def recorded(tmp_path_factory: pytest.TempPathFactory, trained, small_history: Path, deployment_setup):
     """Decisions made by the real service (singles, a batch, a re-score after new history); service stopped."""
     config, outcome = trained
     folder = tmp_path_factory.mktemp("replay")
-    history_declarations, history_seizures, records = split_history(
-        small_history / "declarations.parquet", small_history / "seizures.parquet", NEW, folder
-    )
-    tokens = folder / "tokens.toml"
-    token = {role: issue_token(f"test-{role}", [role], tokens) for role in ("scorer", "analyst", "auditor")}
-    env = {
-        "MLFLOW_TRACKING_URI": config.tracking_uri,
-        "DIVERSION_TOKENS_FILE": str(tokens),
-        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
-        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
-        "DIVERSION_HISTORY_DB": f"sqlite:///{folder}/history.db",
-        "DIVERSION_AUDIT_DB": f"sqlite:///{folder}/audit.db",
-    }
+    prepared = deployment_setup(folder, config, small_history, NEW)
+    history_declarations, history_seizures = prepared.history_declarations, prepared.history_seizures
+    token, records, env = prepared.token, prepared.records, prepared.env
     # A shipment of an exporter never seen before: the history appended later changes its features a lot.
     target = {**records[0], "declaration_id": "REPLAY-TARGET-1", "exporter_id": "REPLAY-EXPORTER-1"}
     responses: dict[str, list[dict]] = {}

@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.auth import issue_token
-from serving.demo import split_history
 from serving.process import running_service
 
 pytestmark = [pytest.mark.integration]
@@ -20,25 +18,13 @@ NEW = 300
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, trained, small_history: Path):
+def deployment(tmp_path_factory: pytest.TempPathFactory, trained, small_history: Path, deployment_setup):
     """Service on the trained model; history = all but the last NEW declarations."""
     config, outcome = trained
     folder = tmp_path_factory.mktemp("service")
-    history_declarations, history_seizures, records = split_history(
-        small_history / "declarations.parquet", small_history / "seizures.parquet", NEW, folder
-    )
-    tokens = folder / "tokens.toml"
-    token = {role: issue_token(f"test-{role}", [role], tokens) for role in ("scorer", "analyst", "auditor")}
-    env = {
-        "MLFLOW_TRACKING_URI": config.tracking_uri,
-        "DIVERSION_TOKENS_FILE": str(tokens),
-        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
-        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
-        "DIVERSION_HISTORY_DB": f"sqlite:///{folder}/history.db",
-        "DIVERSION_AUDIT_DB": f"sqlite:///{folder}/audit.db",
-        "DIVERSION_MAX_BATCH": "400",
-        "DIVERSION_MAX_BODY_BYTES": "2000000",
-    }
+    prepared = deployment_setup(folder, config, small_history, NEW)
+    token, records = prepared.token, prepared.records
+    env = {**prepared.env, "DIVERSION_MAX_BATCH": "400", "DIVERSION_MAX_BODY_BYTES": "2000000"}
     with running_service(env, log_path=folder / "service.log") as base:
         yield {
             "base": base,
