@@ -19,7 +19,7 @@ from serving.settings import ServiceSettings
 pytestmark = [pytest.mark.integration]
 CLIENTS = 20
 REQUESTS = 2_000
-REPLAY_SAMPLE = 50
+REPLAY_SAMPLE = REQUESTS  # every decision is replayed
 
 
 def test_concurrent_clients_are_all_answered_audited_and_replayable(
