@@ -109,3 +109,7 @@ demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, s
 	$(MAKE) profile
 	$(MAKE) train
 	$(BIN)/python -m serving demo --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
+.PHONY: reliability
+reliability: $(STAMP) ## Faults and hostile input (kill -9, broken model/DB, hostile requests): one table
+	$(BIN)/python -m serving.reliability
