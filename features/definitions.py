@@ -108,6 +108,10 @@ FEATURE_SET = FeatureSet(
 )
 
 
+#: Column labels of every feature frame, built once (pandas would build an index per frame).
+_FEATURE_COLUMNS = pd.Index(FEATURE_SET.columns, dtype=object)
+
+
 def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
     """Stable integer codes from the contract's enum order; unknown or missing -> NaN."""
     lookup = {name: float(i) for i, name in enumerate(categories)}
@@ -127,20 +131,25 @@ def _z_score(value: np.ndarray, count: np.ndarray, total: np.ndarray, total_sq: 
 
 
 def compute_features(
-    declarations: pd.DataFrame | dict[str, np.ndarray], history: History, reference: ReferenceTables
+    declarations: pd.DataFrame | dict[str, np.ndarray],
+    history: History,
+    reference: ReferenceTables,
+    keys: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Feature rows (in `FEATURE_SET.columns` order) for declarations, as of each filing time.
 
     `declarations` is a typed contract frame, or the same columns as numpy arrays
-    (`features.history.columns_of`), which is what the service passes.
+    (`features.history.columns_of`), which is what the service passes. `keys` may pass
+    the declarations' `declaration_keys` when the caller has them already.
     """
     columns_in = columns_of(declarations)
     index = declarations.index if isinstance(declarations, pd.DataFrame) else None
     t = to_seconds(columns_in["declared_at"])
-    keys = declaration_keys(columns_in)
+    keys = declaration_keys(columns_in) if keys is None else keys
+    query = history.query(keys, t)
     days = 86_400.0
 
-    exporter = history.as_of("exporter_declarations", keys["exporter"], t, windows_days=(RECENT_DAYS,))
+    exporter = query.as_of("exporter_declarations", windows_days=(RECENT_DAYS,))
     n_exporter = exporter.count
     tenure = (t - exporter.first_seconds) / days
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -149,23 +158,23 @@ def compute_features(
         controlled_share = np.where(n_exporter > 0, exporter.sums["controlled"] / n_exporter, np.nan)
     log_weight = log1p_nonneg(columns_in["gross_weight_kg"])
 
-    exporter_seizures = history.as_of("exporter_seizures", keys["exporter"], t)
-    consignee = history.as_of("consignee_declarations", keys["consignee"], t)
-    consignee_seizures = history.as_of("consignee_seizures", keys["consignee"], t)
+    exporter_seizures = query.as_of("exporter_seizures")
+    consignee_declarations = query.count("consignee_declarations")
+    consignee_seizures = query.count("consignee_seizures")
 
-    global_declarations = history.as_of("global_declarations", keys["global"], t).count
-    global_seizures = history.as_of("global_seizures", keys["global"], t).count
+    global_declarations = query.count("global_declarations")
+    global_seizures = query.count("global_seizures")
     with np.errstate(divide="ignore", invalid="ignore"):
         base_rate = np.where(global_declarations > 0, global_seizures / global_declarations, 0.0)
 
     def seizure_rate(name: str) -> np.ndarray:
-        declared = history.as_of(f"{name}_declarations", keys[name], t).count
-        seized = history.as_of(f"{name}_seizures", keys[name], t).count
+        declared = query.count(f"{name}_declarations")
+        seized = query.count(f"{name}_seizures")
         return _smoothed_rate(seized, declared, base_rate)
 
-    tariff = history.as_of("tariff_line_values", keys["tariff_line"], t)
-    per_kg = history.as_of("heading_value_per_kg", keys["heading"], t)
-    same_heading = history.as_of("exporter_heading_declarations", keys["exporter_heading"], t).count
+    tariff = query.as_of("tariff_line_values")
+    per_kg = query.as_of("heading_value_per_kg")
+    same_heading = query.count("exporter_heading_declarations")
     with np.errstate(divide="ignore", invalid="ignore"):
         heading_share = np.where(n_exporter > 0, same_heading / n_exporter, np.nan)
     controlled = pd.notna(reference.controlled_substance_array(columns_in["hs_code"]))
@@ -178,28 +187,24 @@ def compute_features(
     columns = {
         "exporter_prior_declarations": n_exporter,
         "exporter_tenure_days": tenure,
-        "exporter_distinct_consignees": history.as_of("exporter_new_consignees", keys["exporter"], t).count,
-        "exporter_distinct_destinations": history.as_of(
-            "exporter_new_destinations", keys["exporter"], t
-        ).count,
+        "exporter_distinct_consignees": query.count("exporter_new_consignees"),
+        "exporter_distinct_destinations": query.count("exporter_new_destinations"),
         "exporter_controlled_share": controlled_share,
         "exporter_heading_share": heading_share,
         "exporter_recent_volume_ratio": recent_ratio,
         "exporter_prior_seizures": exporter_seizures.count,
         # never seized counts as "longer ago than any seizure", so risk can fall monotonically with it
-        "exporter_days_since_seizure": np.nan_to_num(
-            (t - exporter_seizures.last_seconds) / days, nan=NEVER_DAYS
+        "exporter_days_since_seizure": np.where(
+            np.isnan(exporter_seizures.last_seconds), NEVER_DAYS, (t - exporter_seizures.last_seconds) / days
         ),
         "weight_vs_exporter_norm": _z_score(
             log_weight, n_exporter, exporter.sums["log_weight"], exporter.sums["log_weight_sq"]
         ),
-        "consignee_prior_seizures": consignee_seizures.count,
-        "consignee_distinct_exporters": history.as_of("consignee_new_exporters", keys["consignee"], t).count,
-        "consignee_prior_declarations": consignee.count,
-        "pair_prior_declarations": history.as_of("pair_declarations", keys["pair"], t).count,
-        "exporter_destination_prior_declarations": history.as_of(
-            "exporter_destination_declarations", keys["exporter_destination"], t
-        ).count,
+        "consignee_prior_seizures": consignee_seizures,
+        "consignee_distinct_exporters": query.count("consignee_new_exporters"),
+        "consignee_prior_declarations": consignee_declarations,
+        "pair_prior_declarations": query.count("pair_declarations"),
+        "exporter_destination_prior_declarations": query.count("exporter_destination_declarations"),
         "broker_seizure_rate": seizure_rate("broker"),
         "heading_destination_seizure_rate": seizure_rate("heading_destination"),
         "destination_seizure_rate": seizure_rate("destination"),
@@ -226,7 +231,7 @@ def compute_features(
         "consignee_country_differs": differs.astype(np.float64),
     }
     matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_SET.columns])
-    return pd.DataFrame(matrix, columns=list(FEATURE_SET.columns), index=index)
+    return pd.DataFrame(matrix, columns=_FEATURE_COLUMNS, index=index)
 
 
 def compute_online_features(
@@ -239,12 +244,14 @@ def compute_online_features(
     not counted twice. A single declaration skips the extra segment (nothing to see).
     """
     columns = columns_of(declarations)
+    keys = declaration_keys(columns)
     if len(columns["declaration_id"]) > 1:
-        unknown = ~history.knows_declaration(pd.Series(columns["declaration_id"], dtype="str"))
+        unknown = ~history.knows_declaration(columns["declaration_id"])
         if unknown.any():
             batch = {name: values[unknown] for name, values in columns.items()}
-            history = history.append(batch, None, reference)
-    features = compute_features(columns, history, reference)
+            batch_keys = keys if unknown.all() else {name: values[unknown] for name, values in keys.items()}
+            history = history.append(batch, None, reference, keys=batch_keys)
+    features = compute_features(columns, history, reference, keys=keys)
     if isinstance(declarations, pd.DataFrame):
         features.index = declarations.index
     return features

@@ -8,12 +8,13 @@ ever asks a `History` "what was known strictly before t" (see `features.events`)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from features.events import END_OF_TIME, AsOf, KeyedEvents, merge_as_of, to_seconds
+from features.events import END_OF_TIME, AsOf, KeyedEvents, encode, merge_as_of, to_seconds
 from features.reference import ReferenceTables
 
 #: Declaration attributes a seizure naming only a declaration id is attributed through.
@@ -59,14 +60,20 @@ def _tariff_line(hs_code: np.ndarray, unit: np.ndarray) -> np.ndarray:
     )
 
 
+def nan_to_zero(values: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(values, nan=0.0)` as float64, skipping its work when every value is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    return values if np.isfinite(values).all() else np.nan_to_num(values, nan=0.0)
+
+
 def log1p_nonneg(values: np.ndarray) -> np.ndarray:
     """log(1 + x) of a non-negative amount, as float64 (missing -> 0)."""
-    return np.log1p(np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, None))
+    return np.log1p(np.clip(nan_to_zero(values), 0.0, None))
 
 
 def unit_value_log(columns: dict[str, np.ndarray]) -> np.ndarray:
     """log of declared value per declared unit (the thing undervaluation moves)."""
-    value = np.nan_to_num(np.asarray(columns["declared_value_usd"], dtype=np.float64), nan=0.0)
+    value = nan_to_zero(columns["declared_value_usd"])
     quantity = np.asarray(columns["quantity"], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log((value + 0.01) / quantity)
@@ -74,8 +81,8 @@ def unit_value_log(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 def value_per_kg_log(columns: dict[str, np.ndarray]) -> np.ndarray:
     """log of declared value per kg of gross weight (weight is always in kg, unlike quantity)."""
-    value = np.nan_to_num(np.asarray(columns["declared_value_usd"], dtype=np.float64), nan=0.0)
-    weight = np.nan_to_num(np.asarray(columns["gross_weight_kg"], dtype=np.float64), nan=0.0)
+    value = nan_to_zero(columns["declared_value_usd"])
+    weight = nan_to_zero(columns["gross_weight_kg"])
     return np.log((value + 1.0) / (weight + 0.1))
 
 
@@ -104,7 +111,32 @@ class Segment:
     """One indexed slice of history (the base build or one append)."""
 
     indexes: dict[str, KeyedEvents]
-    attributes: pd.DataFrame  # declaration attributes indexed by declaration_id
+    ids: pd.Index  # declaration ids of the slice (object dtype; its hash table is reused)
+    attribute_values: dict[str, np.ndarray]  # `_ATTRIBUTE_COLUMNS` of those declarations
+    vocabularies: dict[str, pd.Index]  # entity kind -> the code book its indexes share
+
+    @functools.cached_property
+    def attributes(self) -> pd.DataFrame:
+        """Declaration attributes indexed by declaration_id (built on first use: seizure attribution)."""
+        return self.attributes_frame(self.ids, self.attribute_values)
+
+    @staticmethod
+    def attributes_frame(ids: pd.Index, values: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                name: pd.Series(np.asarray(v, dtype=object), index=ids, dtype="str")
+                for name, v in values.items()
+            },
+            index=ids,
+        )
+
+    @functools.cached_property
+    def _lookups(self) -> dict[str, dict[object, int]]:
+        return {kind: {key: code for code, key in enumerate(v)} for kind, v in self.vocabularies.items()}
+
+    def codes(self, kind: str, keys: np.ndarray) -> np.ndarray:
+        """Codes of `keys` in the kind's code book (-1 for keys this segment never saw)."""
+        return encode(self.vocabularies[kind], self._lookups[kind], keys)
 
 
 @dataclass(frozen=True)
@@ -123,23 +155,27 @@ class History:
         declarations: pd.DataFrame | dict[str, np.ndarray] | None,
         seizures: pd.DataFrame | None,
         reference: ReferenceTables,
+        keys: dict[str, np.ndarray] | None = None,
     ) -> History:
-        """A new History with later declarations and/or seizures added as one segment."""
+        """A new History with later declarations and/or seizures added as one segment.
+
+        `keys` may pass the declarations' `declaration_keys`, when the caller has them already.
+        """
         declarations = declarations if declarations is not None else _empty_like_declarations()
         seizures = seizures if seizures is not None else _empty_like_seizures()
-        segment = _build_segment(declarations, seizures, reference, prior=self)
+        segment = _build_segment(declarations, seizures, reference, prior=self, keys=keys)
         return History(segments=(*self.segments, segment))
 
     @property
     def n_declarations(self) -> int:
-        return sum(len(s.attributes) for s in self.segments)
+        return sum(len(s.ids) for s in self.segments)
 
-    def knows_declaration(self, declaration_ids: pd.Series) -> np.ndarray:
+    def knows_declaration(self, declaration_ids: pd.Series | np.ndarray) -> np.ndarray:
         """Whether each declaration id is already in the history."""
         known = np.zeros(len(declaration_ids), dtype=bool)
         ids = pd.Index(np.asarray(declaration_ids, dtype=object), dtype=object)
         for segment in self.segments:
-            known |= segment.attributes.index.get_indexer(ids) >= 0
+            known |= segment.ids.get_indexer(ids) >= 0
         return known
 
     def attributes_of(self, declaration_ids: pd.Series) -> pd.DataFrame:
@@ -155,6 +191,17 @@ class History:
             out = out.fillna(frame)
         return out
 
+    def query(self, keys: dict[str, np.ndarray], seconds: np.ndarray) -> HistoryQuery:
+        """As-of questions about these declarations' entities (`declaration_keys`) at `seconds`."""
+        return HistoryQuery(self, keys, np.asarray(seconds, dtype=np.int64))
+
+    def count_before(self, index_name: str, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """`as_of(index_name, keys, seconds).count`, computed with counts only."""
+        total = np.zeros(len(keys), dtype=np.float64)
+        for segment in self.segments:
+            total += segment.indexes[index_name].count_before(keys, seconds)
+        return total
+
     def as_of(
         self, index_name: str, keys: np.ndarray, seconds: np.ndarray, windows_days: tuple[int, ...] = ()
     ) -> AsOf:
@@ -167,6 +214,78 @@ class History:
         return merge_as_of(parts)
 
 
+#: Entity kind (a `declaration_keys` name) each index is keyed by.
+INDEX_KINDS: dict[str, str] = {
+    "exporter_declarations": "exporter",
+    "exporter_new_consignees": "exporter",
+    "exporter_new_destinations": "exporter",
+    "exporter_seizures": "exporter",
+    "consignee_declarations": "consignee",
+    "consignee_new_exporters": "consignee",
+    "consignee_seizures": "consignee",
+    "pair_declarations": "pair",
+    "exporter_destination_declarations": "exporter_destination",
+    "exporter_heading_declarations": "exporter_heading",
+    "heading_value_per_kg": "heading",
+    "broker_declarations": "broker",
+    "broker_seizures": "broker",
+    "heading_destination_declarations": "heading_destination",
+    "heading_destination_seizures": "heading_destination",
+    "destination_declarations": "destination",
+    "destination_seizures": "destination",
+    "global_declarations": "global",
+    "global_seizures": "global",
+    "tariff_line_values": "tariff_line",
+}
+
+
+class HistoryQuery:
+    """The as-of questions of one set of declarations: each entity key is encoded once per segment.
+
+    Indexes of one entity kind share their segment's code book, so the exporter's
+    declarations, seizures and new relationships are all looked up with one encoding.
+    Answers equal `History.as_of` / `History.count_before` exactly.
+    """
+
+    def __init__(self, history: History, keys: dict[str, np.ndarray], seconds: np.ndarray) -> None:
+        self._segments = history.segments
+        self._keys = keys
+        self._seconds = seconds
+        self._codes: dict[tuple[int, str], np.ndarray] = {}
+
+    def _codes_of(self, position: int, kind: str) -> np.ndarray:
+        try:
+            return self._codes[position, kind]
+        except KeyError:
+            codes = self._codes[position, kind] = self._segments[position].codes(kind, self._keys[kind])
+            return codes
+
+    def count(self, index_name: str) -> np.ndarray:
+        """Events of the index strictly before each declaration's time (float64)."""
+        kind = INDEX_KINDS[index_name]
+        total = np.zeros(len(self._seconds), dtype=np.float64)
+        for position, segment in enumerate(self._segments):
+            index = segment.indexes[index_name]
+            if len(index):
+                total += index.count_before(self._keys[kind], self._seconds, self._codes_of(position, kind))
+        return total
+
+    def as_of(self, index_name: str, windows_days: tuple[int, ...] = ()) -> AsOf:
+        """Aggregates of the index's events strictly before each declaration's time."""
+        kind = INDEX_KINDS[index_name]
+        keys = self._keys[kind]
+        parts = [
+            segment.indexes[index_name].as_of(
+                keys, self._seconds, windows_days, self._codes_of(position, kind)
+            )
+            for position, segment in enumerate(self._segments)
+        ]
+        if not parts:
+            return _NO_EVENTS.as_of(keys, self._seconds, windows_days)
+        return merge_as_of(parts)
+
+
+@functools.cache
 def _empty_like_declarations() -> pd.DataFrame:
     from features.contract import DECLARATION_COLUMNS
 
@@ -177,6 +296,7 @@ def _empty_like_declarations() -> pd.DataFrame:
     return frame
 
 
+@functools.cache
 def _empty_like_seizures() -> pd.DataFrame:
     from features.contract import SEIZURE_COLUMNS
 
@@ -195,7 +315,7 @@ def _first_sightings(
     first[order] = ~pd.Series(keys[order], dtype=object).duplicated().to_numpy()
     first &= pd.notna(keys)
     if prior is not None and prior.segments and first.any():
-        seen = prior.as_of(prior_index, keys, np.full(len(keys), END_OF_TIME, dtype=np.int64)).count > 0
+        seen = prior.count_before(prior_index, keys, np.full(len(keys), END_OF_TIME, dtype=np.int64)) > 0
         first &= ~seen
     return first
 
@@ -204,15 +324,49 @@ def _object(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=object, na_value=None)
 
 
+def _seizure_keys(
+    seizures: pd.DataFrame, attributes: pd.DataFrame, prior: History | None
+) -> dict[str, np.ndarray]:
+    """Entity keys each seizure counts for: named directly, or through the declaration it names."""
+    declaration_ids = seizures["declaration_id"]
+    linked = pd.DataFrame(index=seizures.index, columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
+    if declaration_ids.notna().any():
+        own = attributes.reindex(declaration_ids.astype("str").to_numpy())
+        own.index = seizures.index
+        if prior is not None and prior.segments:
+            earlier = prior.attributes_of(declaration_ids)
+            earlier.index = seizures.index
+            own = own.fillna(earlier)
+        linked = own.where(pd.DataFrame({c: declaration_ids.notna() for c in own.columns}, index=own.index))
+    on_declaration = linked["exporter_id"].notna().to_numpy()
+    destination = _object(linked["destination_country"])
+    return {
+        "exporter": _object(seizures["exporter_id"].fillna(linked["exporter_id"])),
+        "consignee": _object(seizures["consignee_id"].fillna(linked["consignee_id"])),
+        "broker": _object(linked["customs_broker_id"]),
+        "heading_destination": _join(heading(_object(linked["hs_code"])), destination),
+        "destination": destination,
+        "global": np.where(on_declaration, _GLOBAL_KEY, None),
+    }
+
+
+def _vocabulary(*key_arrays: np.ndarray) -> pd.Index:
+    """Distinct present keys of several arrays: the shared code book of one entity kind."""
+    keys = np.concatenate([np.asarray(k, dtype=object) for k in key_arrays])
+    _, uniques = pd.factorize(keys[pd.notna(keys)], sort=False)
+    return pd.Index(uniques, dtype=object)
+
+
 def _build_segment(
     declarations: pd.DataFrame | dict[str, np.ndarray],
     seizures: pd.DataFrame,
     reference: ReferenceTables,
     prior: History | None,
+    keys: dict[str, np.ndarray] | None = None,
 ) -> Segment:
     columns = columns_of(declarations)
     decl_seconds = to_seconds(columns["declared_at"])
-    keys = declaration_keys(columns)
+    keys = declaration_keys(columns) if keys is None else keys
     controlled = np.array(
         [s is not None for s in reference.controlled_substance_array(columns["hs_code"])], dtype=np.float64
     )
@@ -223,34 +377,51 @@ def _build_segment(
 
     # object dtype: the index's hash table is built once and reused by every lookup
     ids = pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id")
-    attributes = pd.DataFrame(
-        {
-            name: pd.Series(np.asarray(columns[name], dtype=object), index=ids, dtype="str")
-            for name in _ATTRIBUTE_COLUMNS
-        },
-        index=ids,
+    attribute_values = {name: columns[name] for name in _ATTRIBUTE_COLUMNS}
+
+    # Seizures count from seized_at. Those naming a declaration are attributed through it;
+    # those naming only an exporter or consignee still count for that entity.
+    seized = len(seizures) > 0  # the service's per-request batch segment has none
+    seizure_seconds = to_seconds(seizures["seized_at"]) if seized else None
+    seizure_keys = (
+        _seizure_keys(seizures, Segment.attributes_frame(ids, attribute_values), prior) if seized else {}
     )
+    # Indexes of one entity kind share one code book, so a query encodes its keys once per kind.
+    vocabularies = {
+        kind: _vocabulary(keys[kind], *([seizure_keys[kind]] if kind in seizure_keys else []))
+        for kind in keys
+    }
+
+    def build(kind: str, key: np.ndarray, seconds: np.ndarray, values: dict | None = None) -> KeyedEvents:
+        return KeyedEvents.build(key, seconds, values, vocabulary=vocabularies[kind])
 
     indexes: dict[str, KeyedEvents] = {
-        "exporter_declarations": KeyedEvents.build(
+        "exporter_declarations": build(
+            "exporter",
             keys["exporter"],
             decl_seconds,
             {"controlled": controlled, "log_weight": log_weight, "log_weight_sq": log_weight**2},
         ),
-        "consignee_declarations": KeyedEvents.build(keys["consignee"], decl_seconds),
-        "pair_declarations": KeyedEvents.build(keys["pair"], decl_seconds),
-        "exporter_destination_declarations": KeyedEvents.build(keys["exporter_destination"], decl_seconds),
-        "exporter_heading_declarations": KeyedEvents.build(keys["exporter_heading"], decl_seconds),
-        "heading_value_per_kg": KeyedEvents.build(
+        "consignee_declarations": build("consignee", keys["consignee"], decl_seconds),
+        "pair_declarations": build("pair", keys["pair"], decl_seconds),
+        "exporter_destination_declarations": build(
+            "exporter_destination", keys["exporter_destination"], decl_seconds
+        ),
+        "exporter_heading_declarations": build("exporter_heading", keys["exporter_heading"], decl_seconds),
+        "heading_value_per_kg": build(
+            "heading",
             keys["heading"],
             decl_seconds,
             {"log_value_per_kg": log_value_per_kg, "log_value_per_kg_sq": log_value_per_kg**2},
         ),
-        "broker_declarations": KeyedEvents.build(keys["broker"], decl_seconds),
-        "heading_destination_declarations": KeyedEvents.build(keys["heading_destination"], decl_seconds),
-        "destination_declarations": KeyedEvents.build(keys["destination"], decl_seconds),
-        "global_declarations": KeyedEvents.build(keys["global"], decl_seconds),
-        "tariff_line_values": KeyedEvents.build(
+        "broker_declarations": build("broker", keys["broker"], decl_seconds),
+        "heading_destination_declarations": build(
+            "heading_destination", keys["heading_destination"], decl_seconds
+        ),
+        "destination_declarations": build("destination", keys["destination"], decl_seconds),
+        "global_declarations": build("global", keys["global"], decl_seconds),
+        "tariff_line_values": build(
+            "tariff_line",
             np.where(valid_unit_value, keys["tariff_line"], None),
             decl_seconds,
             {
@@ -266,39 +437,19 @@ def _build_segment(
     new_route = _first_sightings(
         keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations"
     )
-    indexes["exporter_new_consignees"] = KeyedEvents.build(keys["exporter"][new_pair], decl_seconds[new_pair])
-    indexes["consignee_new_exporters"] = KeyedEvents.build(
-        keys["consignee"][new_pair], decl_seconds[new_pair]
+    indexes["exporter_new_consignees"] = build("exporter", keys["exporter"][new_pair], decl_seconds[new_pair])
+    indexes["consignee_new_exporters"] = build(
+        "consignee", keys["consignee"][new_pair], decl_seconds[new_pair]
     )
-    indexes["exporter_new_destinations"] = KeyedEvents.build(
-        keys["exporter"][new_route], decl_seconds[new_route]
+    indexes["exporter_new_destinations"] = build(
+        "exporter", keys["exporter"][new_route], decl_seconds[new_route]
     )
+    for kind in _SEIZURE_KINDS:
+        indexes[f"{kind}_seizures"] = (
+            build(kind, seizure_keys[kind], seizure_seconds) if seized else _NO_EVENTS
+        )
+    return Segment(indexes=indexes, ids=ids, attribute_values=attribute_values, vocabularies=vocabularies)
 
-    # Seizures count from seized_at. Those naming a declaration are attributed through it;
-    # those naming only an exporter or consignee still count for that entity.
-    seizure_seconds = to_seconds(seizures["seized_at"])
-    declaration_ids = seizures["declaration_id"]
-    linked = pd.DataFrame(index=seizures.index, columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
-    if declaration_ids.notna().any():
-        own = attributes.reindex(declaration_ids.astype("str").to_numpy())
-        own.index = seizures.index
-        if prior is not None and prior.segments:
-            earlier = prior.attributes_of(declaration_ids)
-            earlier.index = seizures.index
-            own = own.fillna(earlier)
-        linked = own.where(pd.DataFrame({c: declaration_ids.notna() for c in own.columns}, index=own.index))
-    exporter = _object(seizures["exporter_id"].fillna(linked["exporter_id"]))
-    consignee = _object(seizures["consignee_id"].fillna(linked["consignee_id"]))
-    on_declaration = linked["exporter_id"].notna().to_numpy()
-    destination = _object(linked["destination_country"])
-    linked_keys = {
-        "broker": _object(linked["customs_broker_id"]),
-        "heading_destination": _join(heading(_object(linked["hs_code"])), destination),
-        "destination": destination,
-        "global": np.where(on_declaration, _GLOBAL_KEY, None),
-    }
-    indexes["exporter_seizures"] = KeyedEvents.build(exporter, seizure_seconds)
-    indexes["consignee_seizures"] = KeyedEvents.build(consignee, seizure_seconds)
-    for name, key in linked_keys.items():
-        indexes[f"{name}_seizures"] = KeyedEvents.build(key, seizure_seconds)
-    return Segment(indexes=indexes, attributes=attributes)
+
+_SEIZURE_KINDS = ("exporter", "consignee", "broker", "heading_destination", "destination", "global")
+_NO_EVENTS = KeyedEvents.build(np.array([], dtype=object), np.array([], dtype=np.int64))

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 _FILES = ("controlled_hs", "substance_terms", "pharma_hs", "ports", "hubs")
+#: Distinct descriptions remembered by `substance_in_text_array` before its memo starts over.
+_TEXT_MEMO_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,17 +77,30 @@ class ReferenceTables:
 
     def substance_in_text_array(self, descriptions: np.ndarray) -> np.ndarray:
         """`substance_in_text` on an object array (None where none is named)."""
-        if len(descriptions) > 256:
+        if len(descriptions) > 4096:
             found = self.substance_in_text(pd.Series(descriptions, dtype="str"))
             return found.to_numpy(dtype=object, na_value=None)
-        pattern, mapping = self._term_pattern, self._term_to_substance
-        out = np.full(len(descriptions), None, dtype=object)
+        memo = self._text_memo
+        if len(memo) > _TEXT_MEMO_LIMIT:
+            memo.clear()
+        out = np.empty(len(descriptions), dtype=object)
         for i, text in enumerate(descriptions):
-            if text:
-                match = pattern.search(text)
-                if match is not None:
-                    out[i] = mapping.get(match.group(1).lower())
+            try:
+                out[i] = memo[text]
+            except KeyError:
+                out[i] = memo[text] = self._substance_named_in(text)
         return out
+
+    def _substance_named_in(self, text: str | None) -> str | None:
+        if not text:
+            return None
+        match = self._term_pattern.search(text)
+        return None if match is None else self._term_to_substance.get(match.group(1).lower())
+
+    @functools.cached_property
+    def _text_memo(self) -> dict[str | None, str | None]:
+        # Service batches repeat descriptions (templates, cover goods): each text is matched once.
+        return {}
 
     @functools.cached_property
     def hub_set(self) -> frozenset[str]:

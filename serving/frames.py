@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from features.contract import DECLARATION_COLUMNS, SEIZURE_COLUMNS, Column
 
@@ -17,10 +18,16 @@ def _utc_naive(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def _arrays(records: Sequence[dict], columns: tuple[Column, ...]) -> dict[str, np.ndarray]:
+def _arrays(
+    records: Sequence[dict] | Sequence[BaseModel], columns: tuple[Column, ...]
+) -> dict[str, np.ndarray]:
     data: dict[str, np.ndarray] = {}
+    # validated request models are read field by field, without a dict per record
+    as_dicts = (
+        [record.__dict__ for record in records] if records and isinstance(records[0], BaseModel) else records
+    )
     for column in columns:
-        values = [record.get(column.name) for record in records]
+        values = [record.get(column.name) for record in as_dicts]
         if column.kind == "datetime":
             data[column.name] = np.array([_utc_naive(v) for v in values], dtype="datetime64[us]")
         elif column.kind == "number":
@@ -41,8 +48,11 @@ def _frame(arrays: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pd.Dat
     return pd.DataFrame(out)
 
 
-def declaration_columns(records: Sequence[dict]) -> dict[str, np.ndarray]:
-    """Declaration columns as numpy arrays (the fast input of `features.definitions.compute_features`)."""
+def declaration_columns(records: Sequence[dict] | Sequence[BaseModel]) -> dict[str, np.ndarray]:
+    """Declaration columns as numpy arrays (the fast input of `features.definitions.compute_features`).
+
+    `records` are request dicts (`model_dump()` output) or the validated request models themselves.
+    """
     return _arrays(records, DECLARATION_COLUMNS)
 
 

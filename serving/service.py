@@ -23,7 +23,7 @@ import bentoml  # noqa: E402
 import orjson  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
-from pydantic import Field  # noqa: E402
+from pydantic import Field, TypeAdapter  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from features.definitions import FEATURE_SET  # noqa: E402
@@ -60,6 +60,10 @@ if REGISTRY is None:
 info_app = FastAPI(
     title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None
 )
+
+
+#: Declarations in their audited form (JSON types, absent optional fields left out), in one call.
+_AS_RECEIVED = TypeAdapter(list[Declaration])
 
 
 class NotReady(BentoMLException):
@@ -113,10 +117,9 @@ class DiversionRiskService:
     ) -> ScoreResponse:
         """Score 1..N declarations; results in request order; each decision audited before the answer."""
         engine = self._engine()
-        received = [d.model_dump() for d in declarations]
         request_id = uuid.uuid4().hex
         history, scored_at = engine.store.snapshot()
-        results = engine.score(declaration_columns(received), scored_at=scored_at, history=history)
+        results = engine.score(declaration_columns(declarations), scored_at=scored_at, history=history)
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
@@ -128,7 +131,7 @@ class DiversionRiskService:
             feature_set_version=FEATURE_SET.version,
             scored_at=scored_at,
             declaration_ids=[result["declaration_id"] for result in results],
-            declarations=[d.model_dump(mode="json", exclude_none=True) for d in declarations],
+            declarations=_AS_RECEIVED.dump_python(declarations, mode="json", exclude_none=True),
             risk_scores=[result["risk_score"] for result in results],
             channels=[result["channel"] for result in results],
             reasons=[result["reasons"] for result in results],
