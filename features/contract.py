@@ -16,6 +16,13 @@ INSPECTION_RESULTS: tuple[str, ...] = ("CLEAN", "DISCREPANCY", "SEIZURE")
 #: Default label window: a seizure within this many days of filing makes a declaration positive.
 LABEL_WINDOW_DAYS = 180
 
+#: Dates before this are placeholders (1900-01-01, the 1970 epoch) or typos, not real filings,
+#: seizures or inspections: rejected.
+EARLIEST_DATE = "1990-01-01"
+#: Dates later than the validation time plus this many days are in the future: rejected. The
+#: day of slack covers naive local timestamps east of UTC (e.g. India, UTC+05:30).
+FUTURE_TOLERANCE_DAYS = 1
+
 
 @dataclass(frozen=True)
 class Column:

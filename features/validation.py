@@ -28,6 +28,8 @@ from pandera.errors import SchemaErrors
 
 from features.contract import (
     DECLARATION_COLUMNS,
+    EARLIEST_DATE,
+    FUTURE_TOLERANCE_DAYS,
     INSPECTION_COLUMNS,
     SEIZURE_COLUMNS,
     SEIZURE_LINK_COLUMNS,
@@ -107,6 +109,25 @@ class ValidationReport:
     @property
     def rejects_path(self) -> dict[str, Path | None]:
         return {name: t.rejects_path for name, t in self.tables.items()}
+
+    def as_dict(self) -> dict[str, object]:
+        """Counts per table, the limit and the warnings, JSON-ready (for run records)."""
+        return {
+            "max_reject_share": self.max_reject_share,
+            "tables": {
+                name: {
+                    "file": str(t.file),
+                    "rows_read": t.rows_read,
+                    "rows_valid": t.rows_valid,
+                    "rows_rejected": t.rows_rejected,
+                    "reject_share": t.reject_share,
+                    "extra_columns": list(t.extra_columns),
+                    "rejects_file": str(t.rejects_path) if t.rejects_path else None,
+                }
+                for name, t in self.tables.items()
+            },
+            "warnings": list(self.warnings),
+        }
 
     def summary(self) -> str:
         """One line per table plus the warnings, for logs."""
@@ -265,7 +286,16 @@ def _empty_column(column: Column, index: pd.Index) -> pd.Series:
 # --------------------------------------------------------------------------- checking
 
 
-def _value_checks(column: Column) -> list[pa.Check]:
+def latest_plausible(as_of: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest date a contract row may carry: the validation time (default: now, UTC)
+    plus `FUTURE_TOLERANCE_DAYS`, naive UTC like the typed frames."""
+    now = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
+    if now.tzinfo is not None:
+        now = now.tz_convert("UTC").tz_localize(None)
+    return (now + pd.Timedelta(days=FUTURE_TOLERANCE_DAYS)).as_unit("us")
+
+
+def _value_checks(column: Column, latest: pd.Timestamp) -> list[pa.Check]:
     """pandera checks for one column's values (NAs are skipped; nullability is separate)."""
     if column.kind == "enum":
         allowed = ", ".join(column.enum or ())
@@ -288,6 +318,20 @@ def _value_checks(column: Column) -> list[pa.Check]:
         return [
             pa.Check(lambda s: s.str.fullmatch(_HS_PATTERN), error="not an HS code of exactly 6 or 8 digits")
         ]
+    if column.kind == "datetime":
+        # Placeholder and far-future dates are not repaired (clamped) but rejected: they
+        # would otherwise stretch windows, tenures and "days since" features silently.
+        return [
+            pa.Check.ge(
+                pd.Timestamp(EARLIEST_DATE).as_unit("us"),
+                error=f"before {EARLIEST_DATE} (a placeholder or a typo, not a real date)",
+            ),
+            pa.Check.le(
+                latest,
+                error=f"in the future (after {latest:%Y-%m-%d %H:%M} UTC, the validation time "
+                f"plus {FUTURE_TOLERANCE_DAYS} day)",
+            ),
+        ]
     if column.kind == "number":
         checks = [pa.Check(lambda s: np.isfinite(s), error="not a finite number")]
         if column.strictly_positive:
@@ -301,8 +345,12 @@ def _value_checks(column: Column) -> list[pa.Check]:
 _LINK_ERROR = f"none of {', '.join(SEIZURE_LINK_COLUMNS)} is given; a seizure must name at least one"
 
 
-def contract_schema(columns: tuple[Column, ...]) -> pa.DataFrameSchema:
-    """The pandera schema for a typed contract frame (after `_parse_column`)."""
+def contract_schema(columns: tuple[Column, ...], latest: pd.Timestamp | None = None) -> pa.DataFrameSchema:
+    """The pandera schema for a typed contract frame (after `_parse_column`).
+
+    Dates after ``latest`` (default: `latest_plausible()`, i.e. now plus the tolerance) fail.
+    """
+    latest = latest_plausible() if latest is None else latest
     checks = []
     if {"seizure_id", *SEIZURE_LINK_COLUMNS} <= set(column_names(columns)):  # the seizures table
         checks.append(
@@ -315,7 +363,7 @@ def contract_schema(columns: tuple[Column, ...]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             c.name: pa.Column(
-                checks=_value_checks(c),
+                checks=_value_checks(c, latest),
                 nullable=c.nullable or not c.required,
                 unique=c.unique,
                 report_duplicates="all",
@@ -385,7 +433,7 @@ def _run_schema(
 
 
 def validate_table(
-    raw: pd.DataFrame, columns: tuple[Column, ...], source: str
+    raw: pd.DataFrame, columns: tuple[Column, ...], source: str, *, as_of: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Type and check one raw table (as from `read_table`) against its contract columns.
 
@@ -393,7 +441,8 @@ def validate_table(
     columns, typed and re-indexed from 0; one reject line per failure (``file, row,
     column, reason``, row = the raw frame's index, i.e. the 1-based data row); and the
     names of columns that are not in the contract. A missing required column raises
-    `ContractError`.
+    `ContractError`. Dates later than ``as_of`` (default: now) plus `FUTURE_TOLERANCE_DAYS`
+    are rejected as in the future.
     """
     names = column_names(columns)
     missing = [n for n in required_names(columns) if n not in raw.columns]
@@ -427,7 +476,7 @@ def validate_table(
             )
     typed_frame = pd.DataFrame(typed_columns, index=raw.index)
 
-    schema_rejects = _run_schema(contract_schema(columns), typed_frame, source, raw)
+    schema_rejects = _run_schema(contract_schema(columns, latest_plausible(as_of)), typed_frame, source, raw)
     if parse_rejects:
         # A cell that failed to parse is NA now; don't also report it as "missing value".
         parsed = pd.concat(parse_rejects, ignore_index=True)
@@ -435,9 +484,66 @@ def validate_table(
         seen = pd.MultiIndex.from_frame(schema_rejects[["row", "column"]]).isin(already)
         schema_rejects = pd.concat([parsed, schema_rejects[~seen]], ignore_index=True)
     rejects = _sorted_rejects(schema_rejects, names)
+    for column in columns:
+        if column.unique and column.name in raw.columns:
+            rejects = _explain_duplicates(rejects, raw, column.name)
 
     valid = typed_frame[~typed_frame.index.isin(rejects["row"])].reset_index(drop=True)
     return valid, rejects, extra
+
+
+def _explain_duplicates(rejects: pd.DataFrame, raw: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """Append to each ``duplicate id`` reason which rows share the id (first and last) and
+    whether they are identical copies or which columns they differ in.
+
+    Neither kind is repaired: an identical copy is not silently de-duplicated (the extract
+    that produced it may have dropped or doubled other rows too) and a conflicting one is
+    not resolved by guessing which row is right. Every row with the id is rejected.
+    """
+    is_duplicate = (rejects["column"] == id_column) & rejects["reason"].str.startswith("duplicate id")
+    if not is_duplicate.any():
+        return rejects
+    ids = raw[id_column]
+    shared = raw.loc[ids.notna() & (ids.astype("str") != "") & ids.duplicated(keep=False)]
+    group = pd.factorize(shared[id_column])[0]
+    rows = pd.Series(shared.index.to_numpy(), index=group)
+    span = rows.groupby(level=0).agg(["size", "min", "max"])
+    count, first, last = (span[c].astype("str").to_numpy(dtype=object) for c in ("size", "min", "max"))
+    where = np.where(
+        count == "2",
+        "rows " + first + " and " + last + " have this id",
+        count + " rows have this id, from row " + first + " to row " + last,
+    )
+    # A column differs within an id when its value codes (missing is a code too) do. The set
+    # of differing columns is a bit pattern per id; only the few distinct patterns get text.
+    others = [c for c in shared.columns if c != id_column]
+    codes = pd.DataFrame({c: _value_codes(shared[c]) for c in others}, index=group)
+    differs = (codes.groupby(level=0).min() != codes.groupby(level=0).max()).to_numpy()
+    packed = np.ascontiguousarray(np.packbits(differs, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first_of, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    texts = np.array(
+        [
+            f"they differ in {', '.join(np.asarray(others)[bits])}" if bits.any() else "identical copies"
+            for bits in differs[first_of]  # one per distinct pattern, not per row
+        ],
+        dtype=object,
+    )
+    detail = " (" + where + "; " + texts[inverse.ravel()] + ")"
+    position = pd.Series(group, index=shared.index)
+    lines = rejects.loc[is_duplicate, "row"].to_numpy()
+    explained = rejects["reason"].to_numpy(dtype=object).copy()
+    explained[is_duplicate.to_numpy()] += detail[position.reindex(lines).to_numpy()]
+    return rejects.assign(reason=pd.Series(explained, index=rejects.index, dtype="str"))
+
+
+def _value_codes(values: pd.Series) -> np.ndarray:
+    """Integer codes of a column's values (missing is -1); unhashable cells (lists in a
+    Parquet extra column) are compared by their text."""
+    try:
+        return pd.factorize(values)[0]
+    except TypeError:
+        return pd.factorize(values.astype("str"))[0]
 
 
 def _sorted_rejects(rejects: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -466,6 +572,40 @@ def _unknown_declarations(inspections: pd.DataFrame, declaration_ids: pd.Series,
     return _run_schema(schema, inspections, source)
 
 
+def _dated_before_declaration(
+    events: pd.DataFrame, time_column: str, declarations: pd.DataFrame, raw: pd.DataFrame, source: str
+) -> pd.DataFrame:
+    """Reject lines for seizures or inspections dated before the filing day of the declaration
+    they name (only when that declaration is among the valid declarations).
+
+    Nothing can be seized or examined before it is declared. The comparison is by calendar
+    day, so a date-only seizure on the filing day of a timestamped declaration is fine.
+    `events` carries the file's data row numbers as its index.
+    """
+    filed = pd.Series(
+        declarations["declared_at"].to_numpy(),
+        index=pd.Index(declarations["declaration_id"].to_numpy(dtype=object), dtype=object),
+    )
+    named = events["declaration_id"].to_numpy(dtype=object, na_value=None)
+    declared_at = pd.Series(filed.reindex(named).to_numpy(), index=events.index)
+    early = events[time_column] < declared_at.dt.floor("D")
+    if not early.any():
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str") for c in REJECT_COLUMNS})
+    rows = events.index[early.to_numpy()]
+    written = raw[time_column].reindex(rows).map(_short).astype("str")
+    reason = (
+        "dated before the filing day of the declaration it names ("
+        + events.loc[rows, "declaration_id"].map(_short).astype("str")
+        + ", declared_at "
+        + declared_at.loc[rows].dt.strftime("%Y-%m-%dT%H:%M:%S").astype("str")
+        + "): "
+        + written.to_numpy()
+    )
+    return pd.DataFrame(
+        {"file": source, "row": rows.astype("int64"), "column": time_column, "reason": reason.to_numpy()}
+    )
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -477,6 +617,7 @@ def load_contract_tables(
     rejects_dir: Path | None = None,
     max_reject_share: float = 0.01,
     verbose: bool = False,
+    as_of: pd.Timestamp | None = None,
 ) -> ContractTables:
     """Read and validate the contract tables; write rejects; stop above the rejected share.
 
@@ -485,6 +626,7 @@ def load_contract_tables(
     problems. Raises `ContractError` for an unusable file or when a table's share of
     rejected rows exceeds ``max_reject_share``. Extra columns are reported in
     ``report.warnings`` and raised as `ContractWarning` (printed instead when ``verbose``).
+    ``as_of`` is the validation time dates are checked against (default: now).
     """
     if not 0.0 <= max_reject_share <= 1.0:
         raise ContractError(f"max_reject_share must be between 0 and 1, got {max_reject_share}.")
@@ -503,17 +645,21 @@ def load_contract_tables(
     for table, path in files.items():
         source = str(path)
         raw = read_table(path)
-        valid, rejects, extra = validate_table(raw, contracts[table], source)
-        if table == "inspections":
-            # Row numbers must stay the file's: re-attach them before the second check.
+        valid, rejects, extra = validate_table(raw, contracts[table], source, as_of=as_of)
+        if table in ("seizures", "inspections"):
+            # Checks against the valid declarations. Row numbers must stay the file's:
+            # re-attach them before the second pass.
             kept_rows = raw.index[~raw.index.isin(rejects["row"])]
-            orphans = _unknown_declarations(
-                valid.set_axis(kept_rows), frames["declarations"]["declaration_id"], source
-            )
+            linked = valid.set_axis(kept_rows)
+            time_column = "seized_at" if table == "seizures" else "inspected_at"
+            cross = [_dated_before_declaration(linked, time_column, frames["declarations"], raw, source)]
+            if table == "inspections":
+                cross.append(_unknown_declarations(linked, frames["declarations"]["declaration_id"], source))
+            crossed = pd.concat(cross, ignore_index=True)
             rejects = _sorted_rejects(
-                pd.concat([rejects, orphans], ignore_index=True), column_names(INSPECTION_COLUMNS)
+                pd.concat([rejects, crossed], ignore_index=True), column_names(contracts[table])
             )
-            valid = valid[~kept_rows.isin(orphans["row"])].reset_index(drop=True)
+            valid = valid[~kept_rows.isin(crossed["row"])].reset_index(drop=True)
         rejects_path = _write_rejects(rejects, rejects_dir, table)
         frames[table] = valid
         reports[table] = TableReport(

@@ -164,8 +164,14 @@ def _require_both_classes(labels: np.ndarray, window: str) -> None:
         )
 
 
-def write_backtest(result: FitResult, declarations: pd.DataFrame, out: Path) -> None:
-    """`scores.csv` (declaration_id, risk_score) and `metrics.json` for the test window."""
+def write_backtest(
+    result: FitResult, declarations: pd.DataFrame, out: Path, contract: dict[str, object] | None = None
+) -> None:
+    """`scores.csv` (declaration_id, risk_score) and `metrics.json` for the test window.
+
+    ``contract`` (`ValidationReport.as_dict()`) records in `metrics.json` how many input
+    rows validation rejected, so the result is never read without knowing what it left out.
+    """
     out.mkdir(parents=True, exist_ok=True)
     scores = pd.DataFrame(
         {
@@ -182,6 +188,8 @@ def write_backtest(result: FitResult, declarations: pd.DataFrame, out: Path) -> 
         "inspection_policy": result.scorer.policy.__dict__
         | {"mandatory_red_rules": list(result.scorer.policy.mandatory_red_rules)},
     }
+    if contract is not None:
+        document["contract"] = contract
     (out / "metrics.json").write_text(json.dumps(document, indent=2, sort_keys=True, default=_json_default))
 
 

@@ -85,6 +85,9 @@ def train(
     seizures: Path | None = typer.Option(None, help="Seizures file (CSV or Parquet)."),
     inspections: Path | None = typer.Option(None, help="Optional inspections file."),
     seed: int | None = typer.Option(None, help="Random seed."),
+    max_reject_share: float | None = typer.Option(
+        None, help="Stop when more than this share of a table's rows is rejected (default 0.01)."
+    ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
     from features.validation import ContractError
@@ -92,7 +95,12 @@ def train(
     from training.pipeline import train as run
 
     settings = TrainingConfig.load(
-        config, declarations=declarations, seizures=seizures, inspections=inspections, seed=seed
+        config,
+        declarations=declarations,
+        seizures=seizures,
+        inspections=inspections,
+        seed=seed,
+        max_reject_share=max_reject_share,
     )
     try:
         run(settings)
@@ -109,7 +117,13 @@ def backtest(
     test_from: str = typer.Option(..., help="First filing date of the test window (inclusive)."),
     test_to: str = typer.Option(..., help="End of the test window (exclusive)."),
     out: Path = typer.Option(..., help="Output folder for scores.csv and metrics.json."),
-    seed: int = typer.Option(42, help="Random seed."),
+    seed: int | None = typer.Option(None, help="Random seed (default 42)."),
+    max_reject_share: float | None = typer.Option(
+        None, help="Stop when more than this share of a table's rows is rejected (default 0.01)."
+    ),
+    config: Path | None = typer.Option(
+        None, help="TOML file with training settings (see training/config.py), as for train."
+    ),
 ) -> None:
     """Train as of --train-until and score [--test-from, --test-to) with point-in-time features."""
     import pandas as pd
@@ -119,17 +133,26 @@ def backtest(
     from training.backtest import build_features, fit_and_evaluate, write_backtest
     from training.config import TrainingConfig
 
-    settings = TrainingConfig.load(None, declarations=declarations, seizures=seizures, seed=seed)
+    settings = TrainingConfig.load(
+        config, declarations=declarations, seizures=seizures, seed=seed, max_reject_share=max_reject_share
+    )
     try:
         bounds = [pd.Timestamp(v) for v in (train_until, test_from, test_to)]
-        tables = load_contract_tables(declarations, seizures, None, rejects_dir=out / "rejects")
+        tables = load_contract_tables(
+            declarations,
+            seizures,
+            None,
+            rejects_dir=out / "rejects",
+            max_reject_share=settings.max_reject_share,
+        )
+        typer.echo(f"contract: {tables.report.summary()}")
         frame, seized = tables.declarations, tables.seizures
         features = build_features(frame, seized, load_reference())
         result = fit_and_evaluate(frame, seized, features, settings, *bounds)
     except (ContractError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
-    write_backtest(result, frame, out)
+    write_backtest(result, frame, out, contract=tables.report.as_dict())
     m = result.metrics
     typer.echo(
         f"scored {int(m['declarations']):,} declarations ({int(m['positives'])} diverted): "

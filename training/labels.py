@@ -43,7 +43,8 @@ def declaration_labels(
     known_before: pd.Timestamp | None = None,
     inspections: pd.DataFrame | None = None,
 ) -> Labels:
-    """A declaration is diverted when a seizure naming it falls within the label window.
+    """A declaration is diverted when a seizure naming it falls within the label window
+    (from its filing day to `label_window_days` after its filing time).
 
     An inspection whose result is SEIZURE counts as a seizure of that declaration at the
     inspection time. With `known_before`, only outcomes reported strictly before that time
@@ -59,9 +60,12 @@ def declaration_labels(
         declarations["declared_at"].to_numpy(), index=declarations["declaration_id"].astype("str")
     )
     declared_at = filed.reindex(linked["declaration_id"].astype("str").to_numpy()).to_numpy()
-    lag = linked["seized_at"].to_numpy() - declared_at
+    seized_at = linked["seized_at"].to_numpy()
     window = np.timedelta64(label_window_days, "D")
-    inside = (lag >= np.timedelta64(0, "s")) & (lag <= window)
+    # From the filing *day*: a seizure recorded by date only (midnight) on the filing day of
+    # a timestamped declaration counts. Earlier days cannot occur: validation rejects them.
+    filing_day = declared_at.astype("datetime64[D]")
+    inside = (seized_at >= filing_day) & (seized_at - declared_at <= window)
     hits = linked.loc[inside]
     per_declaration = hits.groupby(hits["declaration_id"].astype("str"))["quantity_kg"].agg(
         lambda q: float(np.nansum(q.to_numpy(dtype=np.float64, na_value=np.nan)))

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from features.definitions import FEATURE_SET, MONOTONE
 from features.reference import load_reference
-from features.validation import load_contract_tables
+from features.validation import ValidationReport, load_contract_tables
 from models.pyfunc import DiversionRiskModel, directory_digest
 from training import plots
 from training.backtest import FitResult, build_features, default_windows, fit_and_evaluate
@@ -86,9 +86,12 @@ def train(config: TrainingConfig) -> TrainOutcome:
     )
     print_comparison(result)
 
-    configure_tracking(config.tracking_uri, config.experiment)
-    with mlflow.start_run(run_name=f"train-{FEATURE_SET.name}-{FEATURE_SET.version}") as run:
+    experiment_id = configure_tracking(config.tracking_uri, config.experiment)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"train-{FEATURE_SET.name}-{FEATURE_SET.version}"
+    ) as run:
         _log_run(config, declarations, seizures, features, result, tables.report.summary())
+        log_contract_report(tables.report)
         version, digests = _log_and_register(config, result, features)
         alias, reason = promote(config, version, result, features, declarations, seizures)
         mlflow.set_tags({"promotion.alias": alias, "promotion.reason": reason})
@@ -223,6 +226,24 @@ def _log_run(
         plots.importance_plot(list(result.scorer.feature_names), gains, folder / "feature_importance.png")
         mlflow.log_artifacts(tmp, "plots")
     mlflow.log_text(evaluation_report(result, lineage), "evaluation_report.md")
+
+
+def log_contract_report(report: ValidationReport) -> None:
+    """Record what validation did: rows read, valid and rejected per table as metrics, the
+    counts as ``contract/report.json`` and every table's reject lines as
+    ``contract/<table>_rejects.csv`` (header only when none), so a model's run shows exactly
+    which input rows it was not trained on and why."""
+    for name, table in report.tables.items():
+        mlflow.log_metrics(
+            {
+                f"contract_{name}_rows_read": table.rows_read,
+                f"contract_{name}_rows_valid": table.rows_valid,
+                f"contract_{name}_rows_rejected": table.rows_rejected,
+                f"contract_{name}_reject_share": table.reject_share,
+            }
+        )
+        mlflow.log_text(table.rejects.to_csv(index=False), f"contract/{name}_rejects.csv")
+    mlflow.log_dict(report.as_dict(), "contract/report.json")
 
 
 def evaluation_report(result: FitResult, lineage: dict) -> str:

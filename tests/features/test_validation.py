@@ -195,7 +195,30 @@ CORPUS: list[tuple[str, Callable[[Path], Path], tuple]] = [
     (
         "duplicate-id",
         duplicated_id,
-        ("rejects", [(1, "declaration_id", "duplicate id"), (BAD_ROW, "declaration_id", "duplicate id")]),
+        (
+            "rejects",
+            [
+                (
+                    row,
+                    "declaration_id",
+                    "duplicate id: 'SB0000000' (rows 1 and 3 have this id; they differ in ",
+                )
+                for row in (1, BAD_ROW)
+            ],
+        ),
+    ),
+    (
+        "future-date",
+        with_value("declared_at", "2199-01-01T10:00:00"),
+        ("rejects", [(BAD_ROW, "declared_at", "in the future (after ")]),
+    ),
+    (
+        "placeholder-date",
+        with_value("declared_at", "1900-01-01"),
+        (
+            "rejects",
+            [(BAD_ROW, "declared_at", "before 1990-01-01 (a placeholder or a typo, not a real date)")],
+        ),
     ),
     (
         "lower-case-country",
@@ -578,6 +601,139 @@ def test_rejects_are_kept_in_report_without_rejects_dir(tmp_path: Path) -> None:
     assert tables.report["declarations"].rejects["row"].tolist() == [1]
     with pytest.raises(ContractError, match="first: row 1, quantity: not a number"):
         load(tmp_path, write_csv(frame, tmp_path / "declarations.csv"), rejects_dir=None)
+
+
+# --------------------------------------------------------------------------- adversarial input
+
+
+def test_identical_duplicate_rows_are_all_rejected_not_deduplicated(tmp_path: Path) -> None:
+    frame = valid_declarations()
+    frame = pd.concat([frame, frame.iloc[[4]]], ignore_index=True)  # row 21 is a copy of row 5
+    tables = load(tmp_path, write_csv(frame, tmp_path / "declarations.csv"), max_reject_share=1.0)
+    rejects = rejects_of(tables)
+    reason = "duplicate id: 'SB0000004' (rows 5 and 21 have this id; identical copies)"
+    assert rejects[["row", "column", "reason"]].values.tolist() == [
+        [5, "declaration_id", reason],
+        [21, "declaration_id", reason],
+    ]
+    assert "SB0000004" not in set(tables.declarations["declaration_id"])  # no copy kept
+    assert tables.report["declarations"].rows_rejected == 2
+    assert len(tables.declarations) == 19
+
+
+def test_conflicting_duplicates_name_the_columns_that_differ(tmp_path: Path) -> None:
+    seizures = valid_seizures(6)
+    seizures.loc[[3, 5], "seizure_id"] = "SZ0001"  # rows 2, 4 and 6 share an id
+    seizures.loc[5, "seized_at"] = seizures.loc[1, "seized_at"]
+    tables = load(
+        tmp_path,
+        write_csv(valid_declarations(), tmp_path / "declarations.csv"),
+        write_csv(seizures, tmp_path / "seizures.csv"),
+        max_reject_share=1.0,
+    )
+    rejects = rejects_of(tables, "seizures")
+    assert rejects["row"].tolist() == [2, 4, 6]
+    assert set(rejects["reason"]) == {
+        "duplicate id: 'SZ0001' (3 rows have this id, from row 2 to row 6; "
+        "they differ in seized_at, exporter_id, quantity_kg)"
+    }
+    assert "SZ0001" not in set(tables.seizures["seizure_id"])
+
+
+def test_seizure_dated_before_its_declaration_is_rejected(tmp_path: Path) -> None:
+    seizures = valid_seizures()
+    seizures.loc[0, "seized_at"] = "2024-01-31"  # names SB0000000, filed 2024-02-01T10:30:00
+    seizures.loc[2, "seized_at"] = "2024-02-03"  # names SB0000002, filed 2024-02-03T10:30: same day, kept
+    tables = load(
+        tmp_path,
+        write_csv(valid_declarations(), tmp_path / "declarations.csv"),
+        write_csv(seizures, tmp_path / "seizures.csv"),
+        max_reject_share=1.0,
+    )
+    rejects = rejects_of(tables, "seizures")
+    assert rejects[["row", "column", "reason"]].values.tolist() == [
+        [
+            1,
+            "seized_at",
+            "dated before the filing day of the declaration it names "
+            "('SB0000000', declared_at 2024-02-01T10:30:00): '2024-01-31'",
+        ]
+    ]
+    assert tables.seizures["seizure_id"].tolist() == ["SZ0001", "SZ0002", "SZ0003", "SZ0004"]
+    assert tables.report["seizures"].rows_rejected == 1
+
+
+def test_seizures_naming_unknown_or_rejected_declarations_are_kept(tmp_path: Path) -> None:
+    declarations = valid_declarations()
+    declarations.loc[2, "quantity"] = "ten"  # SB0000002 is rejected
+    seizures = valid_seizures()
+    seizures.loc[0, ["declaration_id", "seized_at"]] = ["SB-BEFORE-HISTORY", "2020-05-01"]
+    seizures.loc[2, "seized_at"] = "2023-01-01"  # names the rejected SB0000002, a year before it
+    tables = load(
+        tmp_path,
+        write_csv(declarations, tmp_path / "declarations.csv"),
+        write_csv(seizures, tmp_path / "seizures.csv"),
+        max_reject_share=1.0,
+    )
+    assert rejects_of(tables, "seizures").empty
+    assert len(tables.seizures) == 5
+
+
+def test_inspection_dated_before_its_declaration_is_rejected(tmp_path: Path) -> None:
+    inspections = pd.DataFrame(
+        {
+            "declaration_id": ["SB0000001", "SB0000003"],
+            "inspected_at": ["2024-01-01T23:00:00", "2024-01-04"],  # filed 2024-01-02 and 2024-01-04
+            "result": ["SEIZURE", "CLEAN"],
+        }
+    )
+    tables = load(
+        tmp_path,
+        write_csv(valid_declarations(), tmp_path / "declarations.csv"),
+        inspections=write_csv(inspections, tmp_path / "inspections.csv"),
+        max_reject_share=1.0,
+    )
+    rejects = rejects_of(tables, "inspections")
+    assert rejects[["row", "column"]].values.tolist() == [[1, "inspected_at"]]
+    assert rejects.loc[0, "reason"].startswith("dated before the filing day of the declaration it names")
+    assert tables.inspections["declaration_id"].tolist() == ["SB0000003"]
+
+
+def test_future_dates_are_judged_against_the_validation_time(tmp_path: Path) -> None:
+    frame = valid_declarations()
+    frame.loc[0, "declared_at"] = "2024-03-10T23:59:00"  # within the one-day tolerance
+    frame.loc[1, "declared_at"] = "2024-03-11T00:00:01"  # beyond it
+    tables = load(
+        tmp_path,
+        write_csv(frame, tmp_path / "declarations.csv"),
+        max_reject_share=1.0,
+        as_of=pd.Timestamp("2024-03-10T05:30:00+05:30"),  # = 2024-03-10T00:00 UTC
+    )
+    rejects = rejects_of(tables)
+    assert rejects[["row", "column", "reason"]].values.tolist() == [
+        [
+            2,
+            "declared_at",
+            "in the future (after 2024-03-11 00:00 UTC, the validation time plus 1 day): "
+            "'2024-03-11T00:00:01'",
+        ]
+    ]
+
+
+def test_placeholder_and_future_seizure_dates_are_rejected(tmp_path: Path) -> None:
+    seizures = valid_seizures()
+    seizures.loc[1, "seized_at"] = "1970-01-01"
+    seizures.loc[3, "seized_at"] = "2199-01-01"
+    tables = load(
+        tmp_path,
+        write_csv(valid_declarations(), tmp_path / "declarations.csv"),
+        write_csv(seizures, tmp_path / "seizures.csv"),
+        max_reject_share=1.0,
+    )
+    rejects = rejects_of(tables, "seizures")
+    assert rejects[["row", "column"]].values.tolist() == [[2, "seized_at"], [4, "seized_at"]]
+    assert rejects.loc[0, "reason"].startswith("before 1990-01-01")
+    assert rejects.loc[1, "reason"].startswith("in the future")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -54,3 +54,27 @@ def test_inspection_seizures_are_positives_and_clean_inspections_are_known() -> 
     assert inspected_before(declarations, inspections).tolist() == [False, False, True, True]
     assert not inspected_before(declarations, inspections, pd.Timestamp("2024-01-02")).any()
     assert np.isnan(labels.seized_kg).sum() == 0
+
+
+def test_seizure_on_the_filing_day_counts_even_before_the_filing_time() -> None:
+    """A seizure recorded by date only (midnight) on the filing day of a timestamped declaration."""
+    declarations = pd.DataFrame(
+        {
+            "declaration_id": pd.Series(["A", "B"], dtype="str"),
+            "declared_at": pd.to_datetime(["2024-01-01T10:30:00", "2024-01-01T10:30:00"]).astype(
+                "datetime64[us]"
+            ),
+        }
+    )
+    seizures = pd.DataFrame(
+        {
+            "declaration_id": pd.Series(["A", "B"], dtype="str"),
+            "seized_at": pd.to_datetime(["2024-01-01T00:00:00", "2024-06-29T10:30:01"]).astype(
+                "datetime64[us]"
+            ),
+            "quantity_kg": [2.0, 3.0],
+        }
+    )
+    labels = declaration_labels(declarations, seizures, 180)
+    # A: same day, earlier hour -> inside; B: 180 days and one second after filing -> outside
+    assert labels.diverted.tolist() == [True, False]

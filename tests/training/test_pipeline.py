@@ -51,6 +51,27 @@ def test_first_run_registers_champion_with_full_record(trained) -> None:
     assert champion.tags["sha256.scorer"]
 
 
+def test_run_records_what_validation_rejected_in_the_configured_experiment(trained) -> None:
+    config, outcome = trained
+    mlflow.set_tracking_uri(config.tracking_uri)
+    client = MlflowClient()
+    run = client.get_run(outcome.run_id)
+    assert run.info.experiment_id == client.get_experiment_by_name(config.experiment).experiment_id
+    metrics = run.data.metrics
+    for table in ("declarations", "seizures"):
+        assert metrics[f"contract_{table}_rows_read"] == metrics[f"contract_{table}_rows_valid"] > 0
+        assert metrics[f"contract_{table}_rows_rejected"] == metrics[f"contract_{table}_reject_share"] == 0
+    logged = {a.path for a in client.list_artifacts(outcome.run_id, "contract")}
+    assert logged == {
+        "contract/report.json",
+        "contract/declarations_rejects.csv",
+        "contract/seizures_rejects.csv",
+    }
+    report = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/contract/report.json")
+    assert report["tables"]["declarations"]["rows_rejected"] == 0
+    assert report["max_reject_share"] == config.max_reject_share
+
+
 def test_same_data_and_seed_reproduce_the_model_and_stay_challenger(trained) -> None:
     from training.pipeline import train
 
@@ -132,6 +153,11 @@ def test_backtest_cli_writes_scores_and_metrics_for_exactly_the_test_window(smal
         "calibration_error",
     } <= set(metrics["model"])
     assert set(metrics["baselines"]) == {"random", "red_flag_rules", "logistic_regression"}
+    contract = metrics["contract"]["tables"]
+    assert (
+        contract["declarations"]["rows_read"] == contract["declarations"]["rows_valid"] == len(declarations)
+    )
+    assert contract["declarations"]["rows_rejected"] == contract["seizures"]["rows_rejected"] == 0
 
 
 def test_nothing_after_train_until_influences_the_fitted_model(small_history) -> None:
