@@ -25,6 +25,8 @@ def small_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, small_history: Path):
     """`training.pipeline.train` on the small history, tracked in a private SQLite MLflow store."""
+    from mlflow.tracking import MlflowClient
+
     from training.config import TrainingConfig
     from training.pipeline import train
 
@@ -34,6 +36,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, small_history: Path):
         seizures=small_history / "seizures.parquet",
         output_dir=folder / "outputs",
         tracking_uri=f"sqlite:///{folder}/mlflow.db",
+    )
+    # Artifacts beside the store, not in ./mlruns of whatever directory pytest runs in.
+    MlflowClient(config.tracking_uri).create_experiment(
+        config.experiment, artifact_location=(folder / "artifacts").as_uri()
     )
     outcome = train(config)
     return config, outcome
