@@ -30,8 +30,8 @@ def demo(
 def bench(
     declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
     seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
-    singles: int = typer.Option(500, help="Sequential single-declaration requests per server."),
-    batches: int = typer.Option(10, help="1,000-declaration batches per server."),
+    singles: int = typer.Option(1000, help="Sequential single-declaration requests per server."),
+    batches: int = typer.Option(20, help="1,000-declaration batches per server."),
 ) -> None:
     """This service against `mlflow models serve` on the same registered model, side by side."""
     from serving.bench import run_bench

@@ -57,7 +57,9 @@ def make_engine(url: str) -> sa.Engine:
     """SQLAlchemy engine; SQLite gets WAL mode and full fsync so acknowledged writes survive."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    # Pre-ping finds connections a database server dropped; a SQLite file has no server, and
+    # the ping would cost every audited request a query.
+    engine = sa.create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
