@@ -128,8 +128,37 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
 }
 
 
+#: Templates that quote the declaration (HS code, countries, substance). Every other
+#: sentence depends on the value alone, so each (feature, value) is formatted once and
+#: then remembered (`tests/models` checks that those ignore the context).
+READS_CONTEXT = frozenset(
+    {
+        "exporter_heading_share",
+        "exporter_destination_prior_declarations",
+        "heading_destination_seizure_rate",
+        "destination_seizure_rate",
+        "controlled_goods",
+        "controlled_term_under_generic_heading",
+        "controlled_without_authorisation",
+        "transshipment_via_hub",
+        "consignee_country_differs",
+    }
+)
+_CONTEXT_FREE = frozenset(_TEMPLATES) - READS_CONTEXT
+_MEMO_LIMIT = 100_000
+_memo: dict[tuple[str, float], str] = {}
+
+
 def sentence(feature: str, value: float, context: Context) -> str:
     """The plain-language reason for one feature's value on one declaration."""
+    if feature in _CONTEXT_FREE and value == value:  # NaN keys never match: not remembered
+        key = (feature, value)
+        known = _memo.get(key)
+        if known is None:
+            if len(_memo) > _MEMO_LIMIT:
+                _memo.clear()
+            known = _memo[key] = _TEMPLATES[feature](float(value), context)
+        return known
     template = _TEMPLATES.get(feature)
     if template is None:
         return f"{feature} = {value}"

@@ -199,42 +199,27 @@ class DiversionScorer:
     def _reasons(
         self, matrix: np.ndarray, contributions: np.ndarray, contexts: Sequence[Mapping[str, object]] | None
     ) -> list[list[Reason]]:
-        # Same order as before (argsort of the negated contributions, first MAX_REASONS); the
-        # gathers are vectorised and Python only touches the picked cells.
+        # The top MAX_REASONS features by contribution (argsort of the negated contributions);
+        # a row's reasons stop at its first non-positive contribution. Selection and gathers
+        # are vectorised; Python builds only the picked reasons, in one flat pass.
         order = np.argsort(-contributions, axis=1)[:, :MAX_REASONS]
         top = np.take_along_axis(contributions, order, axis=1)
-        # A row's reasons stop at its first non-positive contribution.
-        stop = top <= 0
-        counts = np.where(stop.any(axis=1), stop.argmax(axis=1), order.shape[1]).tolist()
-        top_values = np.take_along_axis(matrix, order, axis=1).tolist()
-        top_contributions = top.tolist()
-        order_list = order.tolist()
-        names = self.feature_names
+        keep = np.cumprod(top > 0, axis=1).astype(bool)
+        rows, ranks = np.nonzero(keep)  # row-major: each row's reasons in rank order
+        picked = order[rows, ranks]
+        names = np.asarray(self.feature_names, dtype=object)[picked].tolist()
+        values = matrix[rows, picked].tolist()
+        shares = top[rows, ranks].tolist()
         isnan = math.isnan
         empty: Mapping[str, object] = {}
-        out: list[list[Reason]] = []
-        for i, count in enumerate(counts):
-            if not count:
-                out.append([])
-                continue
-            context = contexts[i] if contexts is not None else empty
-            row_features = order_list[i]
-            row_values = top_values[i]
-            row_contributions = top_contributions[i]
-            reasons = []
-            for k in range(count):
-                value = row_values[k]
-                name = names[row_features[k]]
-                reasons.append(
-                    _reason(
-                        name,
-                        None if isnan(value) else value,
-                        round(row_contributions[k], 6),
-                        sentence(name, value, context),
-                    )
-                )
-            out.append(reasons)
-        return out
+        context_of = [contexts[r] for r in rows.tolist()] if contexts is not None else [empty] * len(names)
+        flat = [
+            _reason(name, None if isnan(value) else value, round(share, 6), sentence(name, value, context))
+            for name, value, share, context in zip(names, values, shares, context_of, strict=True)
+        ]
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        starts = [0, *ends[:-1]]
+        return [flat[a:b] for a, b in zip(starts, ends, strict=True)]
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> None:
