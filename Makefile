@@ -111,5 +111,9 @@ demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, s
 	$(BIN)/python -m serving demo --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
 .PHONY: reliability
-reliability: $(STAMP) ## Faults and hostile input (kill -9, broken model/DB, hostile requests): one table
+reliability: $(STAMP) ## Faults, hostile input, fuzzing, load, dependency audit (needs make train): one table
 	$(BIN)/python -m serving.reliability
+
+.PHONY: audit-deps
+audit-deps: $(STAMP) ## pip-audit of requirements.lock against known advisories (UNVERIFIED if unreachable)
+	$(BIN)/python -m serving.reliability --only dependency-audit

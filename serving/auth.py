@@ -237,6 +237,14 @@ def _route_policy(path: str) -> object:
     return _UNLISTED
 
 
+def route_access(path: str) -> tuple[bool, str | None]:
+    """(needs a token, role it needs) for a path or OpenAPI path template; unlisted paths need a token."""
+    policy = _route_policy(path)
+    if policy is _OPEN:
+        return False, None
+    return True, policy if isinstance(policy, str) else None
+
+
 async def _json_response(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps({"error": error}).encode()
     await send(

@@ -4,6 +4,9 @@ BentoML validates request bodies with pydantic and answers every failure with 40
 need to tell apart "your JSON is broken" (400), "your batch is too large" (413) and "this
 field of that declaration is wrong" (422, naming the declaration and the field), so this
 middleware checks the body first and rewrites BentoML's validation answer.
+
+It also completes the OpenAPI document BentoML publishes at /docs.json, so that the
+document describes what the service really answers (`complete_contract`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
+
+from serving.auth import route_access
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class RequestGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _LIST_FIELDS:
+            if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == OPENAPI_PATH:
+                send = _ContractCompleter(send)
             await self.app(scope, receive, send)
             return
         list_field = _LIST_FIELDS[scope["path"]]
@@ -97,6 +104,11 @@ class RequestGuard:
                 },
             )
             return
+        if scope["path"] == "/score" and isinstance(records, list):
+            repeated = _repeated_declaration_ids(records)
+            if repeated:
+                await _json_response(send, 409, _repeated_ids_answer(repeated))
+                return
 
         sent = False
 
@@ -108,6 +120,35 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _ValidationRewriter(send, records, list_field))
+
+
+def _repeated_declaration_ids(records: list) -> dict[str, list[int]]:
+    """declaration_id -> its indexes, for ids that occur more than once in one scoring request."""
+    positions: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        if isinstance(record, dict) and isinstance(record.get("declaration_id"), str):
+            positions.setdefault(record["declaration_id"], []).append(index)
+    return {declaration_id: where for declaration_id, where in positions.items() if len(where) > 1}
+
+
+def _repeated_ids_answer(repeated: dict[str, list[int]]) -> dict:
+    # The audit trail records one decision per declaration and request: a repeated id cannot be
+    # decided twice in one request, and the caller has to say which line it meant.
+    errors = [
+        {
+            "message": f"declaration_id repeated at indexes {where}",
+            "type": "duplicate_declaration_id",
+            "index": where[1],
+            "declaration_id": declaration_id[:64],
+            "field": "declaration_id",
+            "detail": (
+                f"declarations{where[1:]} repeat declaration_id {declaration_id[:64]!r} of "
+                f"declarations[{where[0]}]: each declaration is scored once per request"
+            ),
+        }
+        for declaration_id, where in list(repeated.items())[:100]
+    ]
+    return {"error": f"{len(repeated)} declaration_id(s) repeated within one request", "errors": errors}
 
 
 class _ValidationRewriter:
@@ -164,3 +205,176 @@ class _ValidationRewriter:
         name = out.get("declaration_id") or out.get("seizure_id")
         out["detail"] = f"{where}{f' ({name})' if name else ''} field '{out['field']}': {out['message']}"
         return out
+
+
+# --- the published contract ---------------------------------------------------------------
+
+#: Where BentoML publishes the service's OpenAPI document.
+OPENAPI_PATH = "/docs.json"
+BEARER_SCHEME = "bearerAuth"
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+_FIELD_ERRORS = {
+    "type": "object",
+    "required": ["error", "errors"],
+    "properties": {
+        "error": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["message", "field", "detail"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string", "nullable": True},
+                    "field": {"type": "string"},
+                    "detail": {"type": "string"},
+                    "index": {"type": "integer"},
+                    "declaration_id": {"type": "string"},
+                    "seizure_id": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _response(description: str, schema: dict | None = None) -> dict:
+    response: dict = {"description": description}
+    if schema is not None:
+        response["content"] = {"application/json": {"schema": schema}}
+    return response
+
+
+#: Answers of this guard on the list endpoints (BentoML documents 200, 400, 404 and 500 itself).
+_GUARD_RESPONSES = {
+    "413": _response("Request body or batch above the service's limit", _ERROR),
+    "415": _response("Body is not application/json", _ERROR),
+    "422": _response("Invalid fields, each named with its record's index and id", _FIELD_ERRORS),
+    "503": _response("Service not ready (model or store not loaded)", _ERROR),
+}
+#: Further answers by path (a prefix when it ends in "/"): this guard's 409 on /score, and the
+#: handlers mounted beside BentoML's APIs (FastAPI routes, probes).
+_PATH_RESPONSES: dict[str, dict[str, dict]] = {
+    "/score": {"409": _response("A declaration_id repeated within one scoring request", _FIELD_ERRORS)},
+    "/model": {"503": _response("Model not loaded", _DETAIL)},
+    "/audit/": {
+        "404": _response("No decision recorded for this declaration", _DETAIL),
+        "503": _response("Audit store not loaded", _DETAIL),
+    },
+    "/readyz": {"503": _response("Not ready: model, history or audit store not loaded")},
+}
+
+
+def complete_contract(document: dict) -> dict:
+    """The OpenAPI document BentoML generates, completed to describe what the service answers.
+
+    BentoML declares OpenAPI 3.0.2 but embeds pydantic's JSON Schema 2020-12 (numeric
+    `exclusiveMinimum`, `{"type": "null"}` variants), which 3.0 tools reject; it knows
+    neither the bearer tokens nor this guard's 413/415/422 nor the 503 of a service that is
+    not ready, and it leaves request bodies optional. Returns a new document; `document`
+    is not changed.
+    """
+    completed = _openapi_30_schema(document)
+    components = completed.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor",
+    }
+    for path, item in completed.get("paths", {}).items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                _complete_operation(path, method, operation)
+    return completed
+
+
+def _complete_operation(path: str, method: str, operation: dict) -> None:
+    responses = operation["responses"]
+    needs_token, role = route_access(path)
+    if needs_token:
+        operation["security"] = [{BEARER_SCHEME: []}]
+        responses.setdefault("401", _response("Missing, malformed or unknown bearer token", _ERROR))
+        responses.setdefault(
+            "403", _response(f"Token lacks the role {role!r}" if role else "Token lacks access", _ERROR)
+        )
+    else:
+        operation["security"] = []
+    if method == "post" and path in _LIST_FIELDS:
+        operation.setdefault("requestBody", {})["required"] = True
+        for status, response in _GUARD_RESPONSES.items():
+            responses.setdefault(status, response)
+    for prefix, extra in _PATH_RESPONSES.items():
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            for status, response in extra.items():
+                responses.setdefault(status, response)
+
+
+def _openapi_30_schema(node: object) -> object:
+    """JSON Schema 2020-12 constructs pydantic emits, rewritten in their OpenAPI 3.0 form."""
+    if isinstance(node, list):
+        return [_openapi_30_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    schema = {key: _openapi_30_schema(value) for key, value in node.items()}
+    for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        bound = schema.get(exclusive)
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            stricter = schema.get(inclusive)
+            beyond = stricter is not None and (
+                stricter > bound if inclusive == "minimum" else stricter < bound
+            )
+            if beyond:  # the inclusive bound already excludes the exclusive one
+                del schema[exclusive]
+            else:
+                schema[inclusive] = bound
+                schema[exclusive] = True
+    variants = schema.get("anyOf")
+    null = {"type": "null"}
+    if isinstance(variants, list) and null in variants:
+        others = [variant for variant in variants if variant != null]
+        del schema["anyOf"]
+        if len(others) == 1 and isinstance(others[0], dict) and "$ref" not in others[0]:
+            schema = {**others[0], **schema}
+        elif len(others) == 1:
+            schema["allOf"] = others
+        else:
+            schema["anyOf"] = others
+        schema["nullable"] = True
+        if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+            schema["enum"] = [*schema["enum"], None]  # 3.0.3: a nullable enum lists null itself
+    return schema
+
+
+class _ContractCompleter:
+    """Buffers BentoML's /docs.json answer and sends `complete_contract` of it instead."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._start: Message | None = None
+        self._body: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] != 200:
+                await self._send(message)
+                return
+            self._start = message
+            return
+        if self._start is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._body.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        raw = b"".join(self._body)
+        try:
+            body = orjson.dumps(complete_contract(orjson.loads(raw)))
+        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+            log.warning("OpenAPI document not completed (%s): published as BentoML generated it", exc)
+            body = raw
+        headers = [(k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self._send({**self._start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})

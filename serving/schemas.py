@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from features.contract import INSPECTION_RESULTS, PAYMENT_TERMS, QUANTITY_UNITS, TRANSPORT_MODES
 
@@ -24,17 +24,39 @@ def _country(value: str) -> str:
     return value
 
 
+def _iso_text(value: object) -> object:
+    # pydantic's lax mode reads a bare number as Unix time; the contract says ISO 8601 text.
+    if isinstance(value, int | float):
+        raise ValueError("expected ISO 8601 date-time text (e.g. '2024-05-01T09:30:00Z'), not a number")
+    return value
+
+
 def _locode(value: str) -> str:
     if value[:2] not in _COUNTRIES:
         raise ValueError(f"'{value}' is not a UN/LOCODE: '{value[:2]}' is not a country code")
     return value
 
 
+# The published JSON schema lists the country codes themselves (not only "two characters"),
+# so that what the OpenAPI document calls valid is what the validators accept.
+_COUNTRY_CODES = sorted(_COUNTRIES)
+_LOCODE_SCHEMA_PATTERN = f"^(?:{'|'.join(_COUNTRY_CODES)})[A-Z2-9]{{3}}$"
+
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
-LoCode = Annotated[str, Field(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$"), AfterValidator(_locode)]
+Country = Annotated[
+    str,
+    Field(min_length=2, max_length=2, json_schema_extra={"enum": _COUNTRY_CODES}),
+    AfterValidator(_country),
+]
+LoCode = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$", json_schema_extra={"pattern": _LOCODE_SCHEMA_PATTERN}),
+    AfterValidator(_locode),
+]
 HsCode = Annotated[str, Field(pattern=r"^(\d{6}|\d{8})$", description="6 or 8 digits, leading zeros kept")]
-Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# strict: a JSON number only (no true/false, no numeric strings), as the published schema says.
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_text)]
 
 TransportMode = Literal[TRANSPORT_MODES]  # type: ignore[valid-type]
 QuantityUnit = Literal[QUANTITY_UNITS]  # type: ignore[valid-type]
@@ -48,7 +70,7 @@ class Declaration(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
     declaration_id: Identifier
-    declared_at: dt.datetime = Field(description="ISO 8601 filing time; offsets are converted to UTC")
+    declared_at: IsoDateTime = Field(description="ISO 8601 filing time; offsets are converted to UTC")
     exporter_id: Identifier
     consignee_id: Identifier
     consignee_country: Country
@@ -57,7 +79,7 @@ class Declaration(BaseModel):
     transport_mode: TransportMode
     hs_code: HsCode
     goods_description: str = Field("", max_length=4000)
-    quantity: float = Field(gt=0, allow_inf_nan=False)
+    quantity: float = Field(gt=0, allow_inf_nan=False, strict=True)
     quantity_unit: QuantityUnit
     gross_weight_kg: Amount
     declared_value_usd: Amount
@@ -73,7 +95,7 @@ class Seizure(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     seizure_id: Identifier
-    seized_at: dt.datetime
+    seized_at: IsoDateTime
     declaration_id: Identifier | None = None
     exporter_id: Identifier | None = None
     consignee_id: Identifier | None = None
@@ -89,7 +111,7 @@ class Inspection(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     declaration_id: Identifier
-    inspected_at: dt.datetime
+    inspected_at: IsoDateTime
     result: Literal[INSPECTION_RESULTS]  # type: ignore[valid-type]
 
 

@@ -14,8 +14,10 @@ from serving.reliability import (
     check_crash_recovery,
     check_truncated_model,
     check_unreachable_audit_db,
+    postgres_unreachable,
     prepare_deployment,
     run_crash,
+    run_postgres_crash,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -76,3 +78,20 @@ def test_truncation_touches_only_the_copy(deployment: Deployment, trained) -> No
 def test_unreachable_audit_database_means_not_ready_with_a_clear_log_line(deployment: Deployment) -> None:
     result = check_unreachable_audit_db(deployment)
     assert result.passed, result.problems
+
+
+@pytest.mark.postgres
+def test_kill_9_with_the_audit_store_on_postgresql_loses_nothing_and_recovers(deployment: Deployment) -> None:
+    unreachable = postgres_unreachable()
+    if unreachable:
+        pytest.skip(f"PostgreSQL not reachable: {unreachable}")
+    run = run_postgres_crash(deployment, clients=4, duration=10.0)
+    result = check_crash_durability(run)
+    assert run.backend == "PostgreSQL"
+    assert run.acknowledged_before_kill > 0 and run.acknowledged_after_restart > 0
+    assert run.lost == [] and run.integrity == "ok"
+    assert run.audit_rows >= len(run.acknowledged)
+    assert result.passed, result.problems
+    assert result.test == "crash (PostgreSQL): acknowledged = audited"
+    assert run.recovery_seconds is not None, run.restart_error
+    assert run.recovery_seconds <= 3 * RECOVERY_TARGET_SECONDS, check_crash_recovery(run).problems
