@@ -100,7 +100,7 @@ class KeyedEvents:
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
         """Integer code of each key; -1 for keys never seen (or missing)."""
-        return encode(self.keys, self._lookup, keys)
+        return encode(self.keys, self._lookup if len(keys) <= ENCODE_BY_DICT_MAX else {}, keys)
 
     def count_before(
         self, keys: np.ndarray, seconds: np.ndarray, codes: np.ndarray | None = None
@@ -154,9 +154,14 @@ class KeyedEvents:
         return AsOf(count=count, sums=sums, first_seconds=first, last_seconds=last, window_counts=windows)
 
 
+#: Up to this many keys, `encode` looks them up in a Python dict (cheaper than pandas'
+#: per-call set-up for the service's few declarations); above it, pandas' hash join.
+ENCODE_BY_DICT_MAX = 4096
+
+
 def encode(vocabulary: pd.Index, lookup: dict[object, int], keys: np.ndarray) -> np.ndarray:
     """Position of each key in `vocabulary` (`lookup` is its key -> position dict); -1 if absent."""
-    if len(keys) > 4096:  # hash join in C for whole histories
+    if len(keys) > ENCODE_BY_DICT_MAX:  # hash join in C for whole histories
         return vocabulary.get_indexer(pd.Index(np.asarray(keys, dtype=object)))
     if not len(vocabulary):
         return np.full(len(keys), -1, dtype=np.int64)

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.events import END_OF_TIME, AsOf, KeyedEvents, encode, merge_as_of, to_seconds
+from features.events import (
+    ENCODE_BY_DICT_MAX,
+    END_OF_TIME,
+    AsOf,
+    KeyedEvents,
+    encode,
+    merge_as_of,
+    to_seconds,
+)
 from features.reference import ReferenceTables
 
 #: Declaration attributes a seizure naming only a declaration id is attributed through.
@@ -132,11 +140,17 @@ class Segment:
 
     @functools.cached_property
     def _lookups(self) -> dict[str, dict[object, int]]:
-        return {kind: {key: code for code, key in enumerate(v)} for kind, v in self.vocabularies.items()}
+        return {}
 
     def codes(self, kind: str, keys: np.ndarray) -> np.ndarray:
         """Codes of `keys` in the kind's code book (-1 for keys this segment never saw)."""
-        return encode(self.vocabularies[kind], self._lookups[kind], keys)
+        vocabulary = self.vocabularies[kind]
+        if len(keys) > ENCODE_BY_DICT_MAX:  # whole histories: pandas' hash join, no Python dict
+            return encode(vocabulary, {}, keys)
+        lookup = self._lookups.get(kind)
+        if lookup is None:  # a few declarations (the service): a dict, built once per kind
+            lookup = self._lookups[kind] = {key: code for code, key in enumerate(vocabulary)}
+        return encode(vocabulary, lookup, keys)
 
 
 @dataclass(frozen=True)
