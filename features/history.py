@@ -211,21 +211,13 @@ class History:
 
     def count_before(self, index_name: str, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """`as_of(index_name, keys, seconds).count`, computed with counts only."""
-        total = np.zeros(len(keys), dtype=np.float64)
-        for segment in self.segments:
-            total += segment.indexes[index_name].count_before(keys, seconds)
-        return total
+        return self.query({INDEX_KINDS[index_name]: keys}, seconds).count(index_name)
 
     def as_of(
         self, index_name: str, keys: np.ndarray, seconds: np.ndarray, windows_days: tuple[int, ...] = ()
     ) -> AsOf:
         """Aggregates of one index's events strictly before each time, over all segments."""
-        parts = [s.indexes[index_name].as_of(keys, seconds, windows_days) for s in self.segments]
-        if not parts:
-            return KeyedEvents.build(np.array([], dtype=object), np.array([], dtype=np.int64)).as_of(
-                keys, seconds, windows_days
-            )
-        return merge_as_of(parts)
+        return self.query({INDEX_KINDS[index_name]: keys}, seconds).as_of(index_name, windows_days)
 
 
 #: Entity kind (a `declaration_keys` name) each index is keyed by.
