@@ -62,19 +62,19 @@ class KeyedEvents:
     ) -> KeyedEvents:
         """Index events; rows whose key is missing (None) are not events of any entity.
 
-        `vocabulary` (distinct keys, object dtype) fixes the key codes, so that several
-        indexes over the same entity kind share one code book; it must hold every key.
+        With `vocabulary` (distinct keys, object dtype), `keys` are already codes in it
+        (int, -1 for missing): several indexes over one entity kind share one code book.
         """
         values = values or {}
-        keys = np.asarray(keys, dtype=object)
-        present = pd.notna(keys)
-        key_values = keys[present]
         if vocabulary is None:
-            codes, uniques = pd.factorize(key_values, sort=False)
+            keys = np.asarray(keys, dtype=object)
+            all_codes, uniques = pd.factorize(keys, sort=False)  # None -> -1
         else:
-            codes, uniques = vocabulary.get_indexer(pd.Index(key_values, dtype=object)), vocabulary
-            if len(codes) and codes.min() < 0:
-                raise ValueError("vocabulary lacks keys of the events it indexes")
+            all_codes, uniques = np.asarray(keys, dtype=np.int64), vocabulary
+            if len(all_codes) and all_codes.max() >= len(vocabulary):
+                raise ValueError("codes beyond the vocabulary of the events they index")
+        present = all_codes >= 0
+        codes = all_codes[present]
         secs = np.asarray(seconds, dtype=np.int64)[present]
         composite = (codes.astype(np.int64) << _TIME_BITS) | secs
         order = np.argsort(composite, kind="stable")

@@ -356,11 +356,12 @@ def _seizure_keys(
     }
 
 
-def _vocabulary(*key_arrays: np.ndarray) -> pd.Index:
-    """Distinct present keys of several arrays: the shared code book of one entity kind."""
+def _vocabulary(*key_arrays: np.ndarray) -> tuple[pd.Index, list[np.ndarray]]:
+    """The shared code book of one entity kind, and each array's keys as codes in it (-1: none)."""
     keys = np.concatenate([np.asarray(k, dtype=object) for k in key_arrays])
-    _, uniques = pd.factorize(keys[pd.notna(keys)], sort=False)
-    return pd.Index(uniques, dtype=object)
+    codes, uniques = pd.factorize(keys, sort=False)  # missing keys -> -1
+    bounds = np.cumsum([len(k) for k in key_arrays])[:-1]
+    return pd.Index(uniques, dtype=object), np.split(codes, bounds)
 
 
 def _build_segment(
@@ -393,42 +394,49 @@ def _build_segment(
         _seizure_keys(seizures, Segment.attributes_frame(ids, attribute_values), prior) if seized else {}
     )
     # Indexes of one entity kind share one code book, so a query encodes its keys once per kind.
-    vocabularies = {
-        kind: _vocabulary(keys[kind], *([seizure_keys[kind]] if kind in seizure_keys else []))
-        for kind in keys
-    }
+    vocabularies: dict[str, pd.Index] = {}
+    codes: dict[str, np.ndarray] = {}  # declarations' keys as codes
+    seizure_codes: dict[str, np.ndarray] = {}
+    for kind in keys:
+        vocabularies[kind], (codes[kind], *rest) = _vocabulary(
+            keys[kind], *([seizure_keys[kind]] if kind in seizure_keys else [])
+        )
+        if rest:
+            seizure_codes[kind] = rest[0]
 
-    def build(kind: str, key: np.ndarray, seconds: np.ndarray, values: dict | None = None) -> KeyedEvents:
-        return KeyedEvents.build(key, seconds, values, vocabulary=vocabularies[kind])
+    def build(
+        kind: str, key_codes: np.ndarray, seconds: np.ndarray, values: dict | None = None
+    ) -> KeyedEvents:
+        return KeyedEvents.build(key_codes, seconds, values, vocabulary=vocabularies[kind])
 
     indexes: dict[str, KeyedEvents] = {
         "exporter_declarations": build(
             "exporter",
-            keys["exporter"],
+            codes["exporter"],
             decl_seconds,
             {"controlled": controlled, "log_weight": log_weight, "log_weight_sq": log_weight**2},
         ),
-        "consignee_declarations": build("consignee", keys["consignee"], decl_seconds),
-        "pair_declarations": build("pair", keys["pair"], decl_seconds),
+        "consignee_declarations": build("consignee", codes["consignee"], decl_seconds),
+        "pair_declarations": build("pair", codes["pair"], decl_seconds),
         "exporter_destination_declarations": build(
-            "exporter_destination", keys["exporter_destination"], decl_seconds
+            "exporter_destination", codes["exporter_destination"], decl_seconds
         ),
-        "exporter_heading_declarations": build("exporter_heading", keys["exporter_heading"], decl_seconds),
+        "exporter_heading_declarations": build("exporter_heading", codes["exporter_heading"], decl_seconds),
         "heading_value_per_kg": build(
             "heading",
-            keys["heading"],
+            codes["heading"],
             decl_seconds,
             {"log_value_per_kg": log_value_per_kg, "log_value_per_kg_sq": log_value_per_kg**2},
         ),
-        "broker_declarations": build("broker", keys["broker"], decl_seconds),
+        "broker_declarations": build("broker", codes["broker"], decl_seconds),
         "heading_destination_declarations": build(
-            "heading_destination", keys["heading_destination"], decl_seconds
+            "heading_destination", codes["heading_destination"], decl_seconds
         ),
-        "destination_declarations": build("destination", keys["destination"], decl_seconds),
-        "global_declarations": build("global", keys["global"], decl_seconds),
+        "destination_declarations": build("destination", codes["destination"], decl_seconds),
+        "global_declarations": build("global", codes["global"], decl_seconds),
         "tariff_line_values": build(
             "tariff_line",
-            np.where(valid_unit_value, keys["tariff_line"], None),
+            np.where(valid_unit_value, codes["tariff_line"], -1),
             decl_seconds,
             {
                 "log_unit_value": np.where(valid_unit_value, log_unit_value, 0.0),
@@ -443,16 +451,18 @@ def _build_segment(
     new_route = _first_sightings(
         keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations"
     )
-    indexes["exporter_new_consignees"] = build("exporter", keys["exporter"][new_pair], decl_seconds[new_pair])
+    indexes["exporter_new_consignees"] = build(
+        "exporter", codes["exporter"][new_pair], decl_seconds[new_pair]
+    )
     indexes["consignee_new_exporters"] = build(
-        "consignee", keys["consignee"][new_pair], decl_seconds[new_pair]
+        "consignee", codes["consignee"][new_pair], decl_seconds[new_pair]
     )
     indexes["exporter_new_destinations"] = build(
-        "exporter", keys["exporter"][new_route], decl_seconds[new_route]
+        "exporter", codes["exporter"][new_route], decl_seconds[new_route]
     )
     for kind in _SEIZURE_KINDS:
         indexes[f"{kind}_seizures"] = (
-            build(kind, seizure_keys[kind], seizure_seconds) if seized else _NO_EVENTS
+            build(kind, seizure_codes[kind], seizure_seconds) if seized else _NO_EVENTS
         )
     return Segment(indexes=indexes, ids=ids, attribute_values=attribute_values, vocabularies=vocabularies)
 

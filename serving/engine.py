@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import mlflow
@@ -27,6 +29,9 @@ from models.pyfunc import directory_digest
 from models.scorer import DiversionScorer
 from serving.history_store import HistoryStore
 from serving.settings import ServiceSettings
+
+#: The reference tables packaged with `features` (what the service computes features with).
+PACKAGED_REFERENCE_DIR = Path(str(resources.files("features").joinpath("reference")))
 
 
 class ModelLoadError(RuntimeError):
@@ -72,7 +77,9 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
             f"{uri} artifact checksum mismatch: recorded {expected[:12]}..., found {actual[:12]}..."
         )
     try:
-        model = mlflow.pyfunc.load_model(str(local))
+        # The artifact's integrity is checked above; MLflow's scan of every installed package
+        # against the logged requirements only warns, and costs seconds at each start-up.
+        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
         scorer = model.unwrap_python_model().scorer
     except Exception as exc:
         raise ModelLoadError(f"cannot open {uri}: {exc}") from exc
@@ -86,6 +93,13 @@ def load_model(settings: ServiceSettings) -> LoadedModel:
     reference_dir = local / "artifacts" / "reference"
     if recorded_reference and directory_digest(reference_dir) != recorded_reference:
         raise ModelLoadError(f"{uri} reference tables do not match their recorded checksum")
+    # Features are computed with the reference tables this service ships: they must be the
+    # tables the model was trained with.
+    if recorded_reference and directory_digest(PACKAGED_REFERENCE_DIR) != recorded_reference:
+        raise ModelLoadError(
+            f"{uri} was trained with other reference tables (controlled HS codes, terms, hubs) than "
+            f"this service ships in {PACKAGED_REFERENCE_DIR}: retrain or deploy a matching service"
+        )
     run = client.get_run(version.run_id)
     metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     return LoadedModel(
@@ -126,14 +140,24 @@ class ScoringEngine:
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ScoringEngine:
-        model = load_model(settings)
-        store = HistoryStore.open(
-            settings.history_db,
-            settings.history_declarations,
-            settings.history_seizures,
-            model.reference,
-            settings.compact_every,
-        )
+        """Load the model and index the history side by side (start-up time is recovery time).
+
+        The history is indexed with the packaged reference tables; `load_model` checks that
+        the model was registered with the same tables, so the two always agree.
+        """
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            history = pool.submit(
+                HistoryStore.open,
+                settings.history_db,
+                settings.history_declarations,
+                settings.history_seizures,
+                load_reference(),
+                settings.compact_every,
+            )
+            try:
+                model = load_model(settings)
+            finally:
+                store = history.result()  # raises the history's own error, if any
         return cls(model, store)
 
     def features(
