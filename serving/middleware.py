@@ -151,19 +151,27 @@ def _repeated_ids_answer(repeated: dict[str, list[int]]) -> dict:
     return {"error": f"{len(repeated)} declaration_id(s) repeated within one request", "errors": errors}
 
 
-class _ValidationRewriter:
-    """Turns BentoML's 400 validation answer into a 422 naming each declaration and field."""
+class _BufferedResponse:
+    """An ASGI `send` that holds back a whole response of the chosen status and rewrites it.
 
-    def __init__(self, send: Send, records: object, list_field: str) -> None:
+    Responses of any other status pass through untouched; subclasses say which status
+    they want (`_wanted`) and what to send once the body is complete (`_finish`).
+    """
+
+    def __init__(self, send: Send) -> None:
         self._send = send
-        self._records = records if isinstance(records, list) else []
-        self._list_field = list_field
         self._start: Message | None = None
         self._body: list[bytes] = []
 
+    def _wanted(self, status: int) -> bool:
+        raise NotImplementedError
+
+    async def _finish(self, start: Message, raw: bytes) -> None:
+        raise NotImplementedError
+
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            if message["status"] == 400:
+            if self._wanted(message["status"]):
                 self._start = message
                 return
             await self._send(message)
@@ -174,13 +182,27 @@ class _ValidationRewriter:
         self._body.append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        raw = b"".join(self._body)
+        await self._finish(self._start, b"".join(self._body))
+
+
+class _ValidationRewriter(_BufferedResponse):
+    """Turns BentoML's 400 validation answer into a 422 naming each declaration and field."""
+
+    def __init__(self, send: Send, records: object, list_field: str) -> None:
+        super().__init__(send)
+        self._records = records if isinstance(records, list) else []
+        self._list_field = list_field
+
+    def _wanted(self, status: int) -> bool:
+        return status == 400
+
+    async def _finish(self, start: Message, raw: bytes) -> None:
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
             document = None
         if not (isinstance(document, dict) and isinstance(document.get("detail"), list)):
-            await self._send(self._start)
+            await self._send(start)
             await self._send({"type": "http.response.body", "body": raw})
             return
         errors = [self._describe(item) for item in document["detail"]]
@@ -347,34 +369,19 @@ def _openapi_30_schema(node: object) -> object:
     return schema
 
 
-class _ContractCompleter:
+class _ContractCompleter(_BufferedResponse):
     """Buffers BentoML's /docs.json answer and sends `complete_contract` of it instead."""
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._start: Message | None = None
-        self._body: list[bytes] = []
+    def _wanted(self, status: int) -> bool:
+        return status == 200
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            if message["status"] != 200:
-                await self._send(message)
-                return
-            self._start = message
-            return
-        if self._start is None or message["type"] != "http.response.body":
-            await self._send(message)
-            return
-        self._body.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        raw = b"".join(self._body)
+    async def _finish(self, start: Message, raw: bytes) -> None:
         try:
             body = orjson.dumps(complete_contract(orjson.loads(raw)))
         except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
             log.warning("OpenAPI document not completed (%s): published as BentoML generated it", exc)
             body = raw
-        headers = [(k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"]
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        await self._send({**self._start, "headers": headers})
+        await self._send({**start, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})

@@ -17,6 +17,19 @@ import httpx
 _BENTOML = Path(sys.executable).with_name("bentoml")
 
 
+def serve_command(port: int) -> list[str]:
+    """`bentoml serve` of this project's service on loopback at `port`."""
+    return [
+        str(_BENTOML),
+        "serve",
+        "serving.service:DiversionRiskService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,15 +67,7 @@ def running_service(
     }
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [
-            str(_BENTOML),
-            "serve",
-            "serving.service:DiversionRiskService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        serve_command(port),
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -47,9 +47,8 @@ from pathlib import Path
 
 import httpx
 
-from serving.process import free_port, wait_until
+from serving.process import free_port, serve_command, wait_until
 
-_BENTOML = Path(sys.executable).with_name("bentoml")
 #: Recovery target for a crashed service: restart to /readyz 200.
 RECOVERY_TARGET_SECONDS = 10.0
 #: Marker put into goods descriptions; it must never show up in the service log.
@@ -176,15 +175,7 @@ class ServiceProcess:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [
-                str(_BENTOML),
-                "serve",
-                "serving.service:DiversionRiskService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            serve_command(self.port),
             env=environment,
             stdout=self._log,
             stderr=subprocess.STDOUT,
