@@ -135,18 +135,20 @@ def compute_features(
     history: History,
     reference: ReferenceTables,
     keys: dict[str, np.ndarray] | None = None,
+    known_codes: dict[tuple[int, str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Feature rows (in `FEATURE_SET.columns` order) for declarations, as of each filing time.
 
     `declarations` is a typed contract frame, or the same columns as numpy arrays
     (`features.history.columns_of`), which is what the service passes. `keys` may pass
-    the declarations' `declaration_keys` when the caller has them already.
+    the declarations' `declaration_keys` when the caller has them already, and
+    `known_codes` their codes in some segments (`History.append_with_codes`).
     """
     columns_in = columns_of(declarations)
     index = declarations.index if isinstance(declarations, pd.DataFrame) else None
     t = to_seconds(columns_in["declared_at"])
     keys = declaration_keys(columns_in) if keys is None else keys
-    query = history.query(keys, t)
+    query = history.query(keys, t, known_codes)
     days = 86_400.0
 
     exporter = query.as_of("exporter_declarations", windows_days=(RECENT_DAYS,))
@@ -245,13 +247,16 @@ def compute_online_features(
     """
     columns = columns_of(declarations)
     keys = declaration_keys(columns)
+    known_codes = None
     if len(columns["declaration_id"]) > 1:
         unknown = ~history.knows_declaration(columns["declaration_id"])
-        if unknown.any():
+        if unknown.all():  # the usual case: the batch segment holds exactly these keys, as codes
+            history, known_codes = history.append_with_codes(columns, None, reference, keys=keys)
+        elif unknown.any():
             batch = {name: values[unknown] for name, values in columns.items()}
-            batch_keys = keys if unknown.all() else {name: values[unknown] for name, values in keys.items()}
+            batch_keys = {name: values[unknown] for name, values in keys.items()}
             history = history.append(batch, None, reference, keys=batch_keys)
-    features = compute_features(columns, history, reference, keys=keys)
+    features = compute_features(columns, history, reference, keys=keys, known_codes=known_codes)
     if isinstance(declarations, pd.DataFrame):
         features.index = declarations.index
     return features

@@ -115,8 +115,7 @@ class KeyedEvents:
         codes = self.codes(keys) if codes is None else codes
         known = codes >= 0
         base = np.where(known, codes, 0) << _TIME_BITS
-        lo = np.searchsorted(self.composite, base, side="left")
-        hi = np.searchsorted(self.composite, base | np.asarray(seconds, dtype=np.int64), side="left")
+        lo, hi = _search(self.composite, base, base | np.asarray(seconds, dtype=np.int64))
         return np.where(known, hi - lo, 0).astype(np.float64)
 
     def as_of(
@@ -134,8 +133,8 @@ class KeyedEvents:
         known = codes >= 0
         base = np.where(known, codes, 0).astype(np.int64) << _TIME_BITS
         secs = np.asarray(seconds, dtype=np.int64)
-        lo = np.searchsorted(self.composite, base, side="left")
-        hi = np.searchsorted(self.composite, base | secs, side="left")
+        starts = [base | np.maximum(secs - days * 86_400, 0) for days in windows_days]
+        lo, hi, *window_starts = _search(self.composite, base, base | secs, *starts)
         hi = np.where(known, hi, lo)
         count = (hi - lo).astype(np.float64)
         sums = {name: self.prefix[hi, j] - self.prefix[lo, j] for j, name in enumerate(self.value_names)}
@@ -147,11 +146,30 @@ class KeyedEvents:
             first = np.full(len(secs), np.nan)
             last = np.full(len(secs), np.nan)
         windows: dict[int, np.ndarray] = {}
-        for days in windows_days:
-            start = np.maximum(secs - days * 86_400, 0)
-            w = np.searchsorted(self.composite, base | start, side="left")
+        for days, w in zip(windows_days, window_starts, strict=True):
             windows[days] = np.where(known, hi - np.maximum(w, lo), 0).astype(np.float64)
         return AsOf(count=count, sums=sums, first_seconds=first, last_seconds=last, window_counts=windows)
+
+
+#: From this many queries on, `_search` sorts them first.
+SORTED_SEARCH_MIN = 64
+
+
+def _search(composite: np.ndarray, *needles: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`np.searchsorted(composite, n, side="left")` of each needle array (all of one length).
+
+    Many queries are answered in sorted order: consecutive binary searches then walk nearby
+    memory (about twice as fast on a large index); the answers are put back in query order.
+    """
+    if len(needles[0]) < SORTED_SEARCH_MIN:
+        return tuple(np.searchsorted(composite, n, side="left") for n in needles)
+    order = np.argsort(needles[0], kind="stable")
+    out = []
+    for n in needles:
+        found = np.empty(len(n), dtype=np.intp)
+        found[order] = np.searchsorted(composite, n[order], side="left")
+        out.append(found)
+    return tuple(out)
 
 
 #: Up to this many keys, `encode` looks them up in a Python dict (cheaper than pandas'

@@ -162,7 +162,7 @@ class History:
     @classmethod
     def build(cls, declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables) -> History:
         """Index a whole history at once."""
-        return cls(segments=(_build_segment(declarations, seizures, reference, prior=None),))
+        return cls(segments=(_build_segment(declarations, seizures, reference, prior=None)[0],))
 
     def append(
         self,
@@ -175,10 +175,25 @@ class History:
 
         `keys` may pass the declarations' `declaration_keys`, when the caller has them already.
         """
+        return self.append_with_codes(declarations, seizures, reference, keys)[0]
+
+    def append_with_codes(
+        self,
+        declarations: pd.DataFrame | dict[str, np.ndarray] | None,
+        seizures: pd.DataFrame | None,
+        reference: ReferenceTables,
+        keys: dict[str, np.ndarray] | None = None,
+    ) -> tuple[History, dict[tuple[int, str], np.ndarray]]:
+        """`append`, and the appended declarations' keys as codes of the new segment.
+
+        The codes are keyed `(segment position, entity kind)` as `History.query` takes them:
+        a query about exactly the appended declarations need not encode its keys again.
+        """
         declarations = declarations if declarations is not None else _empty_like_declarations()
         seizures = seizures if seizures is not None else _empty_like_seizures()
-        segment = _build_segment(declarations, seizures, reference, prior=self, keys=keys)
-        return History(segments=(*self.segments, segment))
+        segment, codes = _build_segment(declarations, seizures, reference, prior=self, keys=keys)
+        position = len(self.segments)
+        return History(segments=(*self.segments, segment)), {(position, k): c for k, c in codes.items()}
 
     @property
     def n_declarations(self) -> int:
@@ -205,9 +220,18 @@ class History:
             out = out.fillna(frame)
         return out
 
-    def query(self, keys: dict[str, np.ndarray], seconds: np.ndarray) -> HistoryQuery:
-        """As-of questions about these declarations' entities (`declaration_keys`) at `seconds`."""
-        return HistoryQuery(self, keys, np.asarray(seconds, dtype=np.int64))
+    def query(
+        self,
+        keys: dict[str, np.ndarray],
+        seconds: np.ndarray,
+        known_codes: dict[tuple[int, str], np.ndarray] | None = None,
+    ) -> HistoryQuery:
+        """As-of questions about these declarations' entities (`declaration_keys`) at `seconds`.
+
+        `known_codes` may pass codes of these keys already known per `(segment position,
+        kind)`, as `append_with_codes` returns them.
+        """
+        return HistoryQuery(self, keys, np.asarray(seconds, dtype=np.int64), known_codes)
 
     def count_before(self, index_name: str, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """`as_of(index_name, keys, seconds).count`, computed with counts only."""
@@ -253,11 +277,17 @@ class HistoryQuery:
     Answers equal `History.as_of` / `History.count_before` exactly.
     """
 
-    def __init__(self, history: History, keys: dict[str, np.ndarray], seconds: np.ndarray) -> None:
+    def __init__(
+        self,
+        history: History,
+        keys: dict[str, np.ndarray],
+        seconds: np.ndarray,
+        known_codes: dict[tuple[int, str], np.ndarray] | None = None,
+    ) -> None:
         self._segments = history.segments
         self._keys = keys
         self._seconds = seconds
-        self._codes: dict[tuple[int, str], np.ndarray] = {}
+        self._codes: dict[tuple[int, str], np.ndarray] = dict(known_codes or {})
 
     def _codes_of(self, position: int, kind: str) -> np.ndarray:
         try:
@@ -370,7 +400,8 @@ def _build_segment(
     reference: ReferenceTables,
     prior: History | None,
     keys: dict[str, np.ndarray] | None = None,
-) -> Segment:
+) -> tuple[Segment, dict[str, np.ndarray]]:
+    """The segment, and its declarations' keys as codes in its code books (by entity kind)."""
     columns = columns_of(declarations)
     decl_seconds = to_seconds(columns["declared_at"])
     keys = declaration_keys(columns) if keys is None else keys
@@ -464,7 +495,8 @@ def _build_segment(
         indexes[f"{kind}_seizures"] = (
             build(kind, seizure_codes[kind], seizure_seconds) if seized else _NO_EVENTS
         )
-    return Segment(indexes=indexes, ids=ids, attribute_values=attribute_values, vocabularies=vocabularies)
+    segment = Segment(indexes=indexes, ids=ids, attribute_values=attribute_values, vocabularies=vocabularies)
+    return segment, codes
 
 
 _SEIZURE_KINDS = ("exporter", "consignee", "broker", "heading_destination", "destination", "global")

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.definitions import FEATURE_SET, compute_features, compute_online_features
+from features.events import _search
 from features.history import History
 from features.reference import load_reference
 
@@ -206,3 +207,17 @@ def test_seizures_naming_a_declaration_count_for_its_exporter_consignee_broker_a
     history = History.build(declarations, seizures.iloc[:0], REFERENCE).append(None, seizures, REFERENCE)
     online = compute_features(declarations, history, REFERENCE)
     pd.testing.assert_frame_equal(online, features, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n_events=st.integers(0, 3000), n_queries=st.integers(1, 400))
+def test_sorted_search_answers_exactly_as_searchsorted(seed: int, n_events: int, n_queries: int) -> None:
+    """Queries answered in sorted order (large batches) come back in query order, unchanged."""
+    rng = np.random.default_rng(seed)
+    composite = np.sort(rng.integers(0, 1 << 40, n_events))
+    needles = [rng.integers(0, 1 << 40, n_queries) for _ in range(3)]
+    if n_events:  # exact hits and duplicates, where side="left" matters
+        needles[1][: n_queries // 2] = rng.choice(composite, n_queries // 2)
+    found = _search(composite, *needles)
+    for needle, answer in zip(needles, found, strict=True):
+        np.testing.assert_array_equal(answer, np.searchsorted(composite, needle, side="left"))
