@@ -65,21 +65,6 @@ class Reason:
     sentence: str
 
 
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-
-
-def _reason(feature: str, value: float | None, contribution: float, sentence: str) -> Reason:
-    """`Reason(...)` without the frozen dataclass's per-field `object.__setattr__` (same object, fields in order)."""
-    reason = _new_object(Reason)
-    _set_attribute(
-        reason,
-        "__dict__",
-        {"feature": feature, "value": value, "contribution": contribution, "sentence": sentence},
-    )
-    return reason
-
-
 @dataclass
 class ScoredBatch:
     """Scores of a batch of declarations, in input order."""
@@ -90,7 +75,13 @@ class ScoredBatch:
     channel: np.ndarray
     rule_hits: list[list[str]]
     contributions: np.ndarray | None = None
-    reasons: list[list[Reason]] = field(default_factory=list)
+    #: Per row, its reasons as plain dicts (`Reason` fields): what the service sends and audits.
+    reason_dicts: list[list[dict]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[list[Reason]]:
+        """Per row, its reasons as `Reason` objects."""
+        return [[Reason(**reason) for reason in row] for row in self.reason_dicts]
 
 
 @dataclass
@@ -164,11 +155,11 @@ class DiversionScorer:
         red = stacked.any(axis=1)
         if not red.any():
             return [[] for _ in range(n_rows)], red
-        named = present  # column j of `stacked` is the rule present[j]
-        if len(named) == 1:
-            (rule,) = named
-            return [[rule] if hit else [] for hit in red.tolist()], red
-        return [[r for r, hit in zip(named, row, strict=True) if hit] for row in stacked.tolist()], red
+        # column j of `stacked` is the rule present[j]; only the (few) rows with a hit are spelt out
+        hits: list[list[str]] = [[] for _ in range(n_rows)]
+        for i, row in zip(np.flatnonzero(red).tolist(), stacked[red].tolist(), strict=True):
+            hits[i] = [rule for rule, hit in zip(present, row, strict=True) if hit]
+        return hits, red
 
     def score(
         self,
@@ -193,12 +184,12 @@ class DiversionScorer:
             leaves = self.booster.predict(matrix, pred_leaf=True, num_threads=threads)
             contributions = self.attribution.contributions(leaves)
             batch.contributions = contributions
-            batch.reasons = self._reasons(matrix, contributions, contexts)
+            batch.reason_dicts = self._reasons(matrix, contributions, contexts)
         return batch
 
     def _reasons(
         self, matrix: np.ndarray, contributions: np.ndarray, contexts: Sequence[Mapping[str, object]] | None
-    ) -> list[list[Reason]]:
+    ) -> list[list[dict]]:
         # The top MAX_REASONS features by contribution (argsort of the negated contributions);
         # a row's reasons stop at its first non-positive contribution. Selection and gathers
         # are vectorised; Python builds only the picked reasons, in one flat pass.
@@ -214,7 +205,12 @@ class DiversionScorer:
         empty: Mapping[str, object] = {}
         context_of = [contexts[r] for r in rows.tolist()] if contexts is not None else [empty] * len(names)
         flat = [
-            _reason(name, None if isnan(value) else value, round(share, 6), sentence(name, value, context))
+            {
+                "feature": name,
+                "value": None if isnan(value) else value,
+                "contribution": round(share, 6),
+                "sentence": sentence(name, value, context),
+            }
             for name, value, share, context in zip(names, values, shares, context_of, strict=True)
         ]
         ends = np.cumsum(keep.sum(axis=1)).tolist()

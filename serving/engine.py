@@ -183,6 +183,7 @@ class ScoringEngine:
         risk = batch.risk_score.tolist()
         percentile = batch.percentile.tolist()
         channel = batch.channel.tolist()
+        reasons = batch.reason_dicts if explain else [[] for _ in ids]
         results = []
         for i, declaration_id in enumerate(ids):
             results.append(
@@ -191,7 +192,7 @@ class ScoringEngine:
                     "risk_score": risk[i],
                     "percentile": percentile[i],
                     "channel": channel[i],
-                    "reasons": [r.__dict__ for r in batch.reasons[i]] if explain else [],
+                    "reasons": reasons[i],
                     "rule_hits": batch.rule_hits[i],
                     "model": model_ref,
                     "scored_at": scored_at_text,

@@ -11,33 +11,61 @@ from pydantic import BaseModel
 
 from features.contract import DECLARATION_COLUMNS, SEIZURE_COLUMNS, Column
 
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
-def _utc_naive(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
+
+def _utc_microseconds(values: Sequence[dt.datetime | None]) -> np.ndarray:
+    """Times as UTC `datetime64[us]` (aware ones converted; naive ones are UTC already; None -> NaT)."""
+    micros = np.array(
+        [
+            np.iinfo(np.int64).min  # NaT
+            if v is None
+            else (v - (_EPOCH_UTC if v.tzinfo is not None else _EPOCH_NAIVE)) // _MICROSECOND
+            for v in values
+        ],
+        dtype=np.int64,
+    )
+    return micros.view("datetime64[us]")
 
 
 def _arrays(
     records: Sequence[dict] | Sequence[BaseModel], columns: tuple[Column, ...]
 ) -> dict[str, np.ndarray]:
     data: dict[str, np.ndarray] = {}
-    # validated request models are read field by field, without a dict per record
+    for column, values in zip(columns, _transposed(records, columns), strict=True):
+        if column.kind == "datetime":
+            data[column.name] = _utc_microseconds(values)
+        elif column.kind == "number":
+            try:  # validated numbers: one C-level conversion
+                data[column.name] = np.array(values, dtype=np.float64)
+            except TypeError:  # some missing (None)
+                data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        else:
+            array = np.array(values, dtype=object)
+            if column.nullable and len(array):
+                # empty optional strings mean "none", exactly as in the file validator
+                array[array == ""] = None
+            data[column.name] = array
+    return data
+
+
+def _transposed(records: Sequence[dict] | Sequence[BaseModel], columns: tuple[Column, ...]) -> list[tuple]:
+    """Each column's values across the records, in `columns` order."""
+    names = [column.name for column in columns]
+    if (
+        records
+        and isinstance(records[0], BaseModel)
+        and list(type(records[0]).model_fields)[: len(names)] == names
+    ):
+        # validated request models hold every field, in declaration order: transpose in C
+        width = len(names)
+        return list(zip(*[tuple(record.__dict__.values())[:width] for record in records], strict=True))
     as_dicts = (
         [record.__dict__ for record in records] if records and isinstance(records[0], BaseModel) else records
     )
-    for column in columns:
-        values = [record.get(column.name) for record in as_dicts]
-        if column.kind == "datetime":
-            data[column.name] = np.array([_utc_naive(v) for v in values], dtype="datetime64[us]")
-        elif column.kind == "number":
-            data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        else:
-            # empty optional strings mean "none", exactly as in the file validator
-            data[column.name] = np.array(
-                [None if v is None or (column.nullable and v == "") else v for v in values], dtype=object
-            )
-    return data
+    return [tuple(record.get(name) for record in as_dicts) for name in names]
 
 
 def _frame(arrays: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ memory (a second worker would not see the first one's appends).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import uuid
@@ -70,6 +71,26 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+#: Young-generation threshold of the cyclic garbage collector while serving (CPython's
+#: default is 700 allocations). A 1,000-declaration request allocates tens of thousands
+#: of short-lived dicts and lists, none of them in reference cycles.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Move everything loaded at start-up out of the collector's sight; collect young objects less often.
+
+    Without this, full collections walked every object MLflow, BentoML, pandas and the
+    history index had created, inside requests: 15.8 ms per 1,000-declaration request on
+    average, measured in-process (0.05 ms with it). Objects created later are still
+    collected; `gc.freeze` only exempts the start-up heap, which lives as long as the worker.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def _caller(ctx: bentoml.Context) -> str:
     state = ctx.request.scope.get("state") or {}
     return str(state.get("caller", "unknown"))
@@ -100,6 +121,7 @@ class DiversionRiskService:
             self.engine = None
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("NOT READY: %s", self.load_error)
+        _settle_garbage_collector()
 
     def __is_ready__(self) -> bool:
         return self.engine is not None and self.audit is not None
