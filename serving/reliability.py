@@ -1283,6 +1283,11 @@ LOCK_FILE = Path("requirements.lock")
 ADVISORY_SERVICES = ("pypi", "osv")
 #: Advisories accepted after review, by id, with the reason (repeat it in README "Dependency audit").
 ACCEPTED_VULNERABILITIES: dict[str, str] = {}
+#: Vendored PyPA advisories for the locked packages (OSV records, provenance in its header): served to
+#: pip-audit by a loopback OSV mirror when none of ADVISORY_SERVICES answered for every package.
+ADVISORY_SNAPSHOT = Path(__file__).resolve().parent / "advisories" / "pypi-advisories.json"
+#: Skip reason for a locked package the snapshot does not cover: never audited, never clean.
+NOT_IN_SNAPSHOT = "Not covered by the offline advisory snapshot"
 
 
 @dataclass
@@ -1296,6 +1301,7 @@ class DependencyAudit:
     vulnerabilities: list[str]  # "name version: ID (fixed in ...)"
     error: str | None  # pip-audit could not run the audit at all
     seconds: float
+    detail: str = ""  # where the advisory data came from and how old it is, when that needs saying
 
 
 def locked_packages(lock: Path) -> dict[str, str]:
@@ -1324,12 +1330,22 @@ def read_pip_audit_report(document: dict, service: str, packages: int, seconds: 
     return DependencyAudit(service, packages, audited, unaudited, vulnerabilities, None, seconds)
 
 
-def run_pip_audit(lock: Path, service: str, folder: Path, timeout: int = 15) -> DependencyAudit:
-    """`pip-audit -r LOCK --no-deps --disable-pip -s SERVICE`: the pinned set as locked, nothing installed."""
+def run_pip_audit(
+    lock: Path,
+    service: str,
+    folder: Path,
+    timeout: int = 15,
+    osv_url: str | None = None,
+    report_name: str | None = None,
+) -> DependencyAudit:
+    """`pip-audit -r LOCK --no-deps --disable-pip -s SERVICE`: the pinned set as locked, nothing installed.
+
+    `osv_url` points `-s osv` at another OSV query endpoint (the loopback mirror of the vendored snapshot).
+    """
     import orjson
 
     folder.mkdir(parents=True, exist_ok=True)
-    report = folder / f"pip-audit-{service}.json"
+    report = folder / f"pip-audit-{report_name or service}.json"
     report.unlink(missing_ok=True)
     command = [
         sys.executable,
@@ -1350,11 +1366,15 @@ def run_pip_audit(lock: Path, service: str, folder: Path, timeout: int = 15) -> 
         "--timeout",
         str(timeout),
     ]
+    if osv_url is not None:
+        command += ["--osv-url", osv_url]
     for vulnerability_id in ACCEPTED_VULNERABILITIES:
         command += ["--ignore-vuln", vulnerability_id]
+    # a loopback mirror must be reached directly, whatever proxy the environment names
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     packages = len(locked_packages(lock))
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=1800)
+    completed = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=1800, env=env)
     seconds = time.perf_counter() - started
     if report.exists() and report.stat().st_size:
         return read_pip_audit_report(orjson.loads(report.read_bytes()), service, packages, seconds)
@@ -1366,16 +1386,62 @@ def run_pip_audit(lock: Path, service: str, folder: Path, timeout: int = 15) -> 
     return DependencyAudit(service, packages, 0, {}, [], reason[:300], seconds)
 
 
+def run_offline_audit(lock: Path, folder: Path, snapshot: Path = ADVISORY_SNAPSHOT) -> DependencyAudit:
+    """pip-audit `-s osv` against a loopback OSV mirror of the vendored snapshot, for the covered packages.
+
+    Locked packages the snapshot does not cover are not sent to pip-audit at all (the mirror would refuse
+    them): they come back as unaudited, so the audit is incomplete and the row cannot pass.
+    """
+    from serving.advisories.osv_mirror import Snapshot, serve
+
+    data = Snapshot.load(snapshot)
+    label = f"{data.label} (pip-audit via loopback OSV mirror)"
+    detail = (
+        f"snapshot built {data.header['built']} from stored copies of "
+        f"{', '.join(s['repo'] for s in data.header['sources'] if s.get('used'))}; "
+        f"newest advisory record in it modified {data.header['newest_record_modified'][:10]}"
+    )
+    pins = locked_packages(lock)
+    uncovered = {
+        name: f"{NOT_IN_SNAPSHOT}: {name} ({version})"
+        for name, version in pins.items()
+        if name not in data.covered
+    }
+    covered = {name: version for name, version in pins.items() if name not in uncovered}
+    if not covered:
+        return DependencyAudit(label, len(pins), 0, uncovered, [], None, 0.0, detail)
+    folder.mkdir(parents=True, exist_ok=True)
+    covered_lock = folder / "covered-by-snapshot.lock"
+    covered_lock.write_text("".join(f"{name}=={version}\n" for name, version in covered.items()))
+    with serve(data) as (url, log):
+        audit = run_pip_audit(covered_lock, "osv", folder, osv_url=url, report_name="offline-snapshot")
+    audit.service, audit.packages, audit.detail = label, len(pins), detail
+    audit.unaudited.update(uncovered)
+    if audit.error is None and (audit.audited != len(log.answered) or log.refused):
+        # every package pip-audit calls audited must have been answered by the mirror, and nothing refused
+        audit.error = (
+            f"pip-audit reported {audit.audited} packages audited but the mirror answered "
+            f"{len(log.answered)} and refused {sorted(log.refused)[:5]}"
+        )
+    return audit
+
+
 def run_dependency_audit(
-    lock: Path, folder: Path, services: tuple[str, ...] = ADVISORY_SERVICES
+    lock: Path,
+    folder: Path,
+    services: tuple[str, ...] = ADVISORY_SERVICES,
+    snapshot: Path | None = ADVISORY_SNAPSHOT,
 ) -> list[DependencyAudit]:
-    """pip-audit against each service in turn, stopping at the first that covers every locked package."""
+    """pip-audit against each service in turn, stopping at the first that covers every locked package;
+    when none does, against the vendored advisory snapshot (`snapshot=None` to skip that)."""
     audits = []
     for service in services:
         audit = run_pip_audit(lock, service, folder)
         audits.append(audit)
         if audit.error is None and audit.audited == audit.packages:
-            break
+            return audits
+    if snapshot is not None:
+        audits.append(run_offline_audit(lock, folder, snapshot))
     return audits
 
 
@@ -1391,7 +1457,7 @@ def _why_unaudited(audit: DependencyAudit) -> str:
 
 
 def check_dependency_audit(audits: list[DependencyAudit], lock: Path = LOCK_FILE) -> CheckResult:
-    """PASS only when some advisory service covered every locked package and reported nothing unaccepted."""
+    """PASS only when some advisory source covered every locked package and reported nothing unaccepted."""
     from importlib.metadata import version
 
     result = CheckResult(
@@ -1413,10 +1479,18 @@ def check_dependency_audit(audits: list[DependencyAudit], lock: Path = LOCK_FILE
             f"{audit.audited}/{audit.packages} locked packages checked against {audit.service} in "
             f"{audit.seconds:.0f} s: {len(audit.vulnerabilities)} known vulnerabilities{accepted}"
         )
+        if audit.detail:
+            result.figures += f" ({audit.detail})"
+        before = audits[: audits.index(audit)]
+        if before:
+            result.figures += "; no verdict from " + " | ".join(_why_unaudited(a) for a in before)
         return result
     result.unverified = "advisory data unreachable: " + " | ".join(_why_unaudited(a) for a in audits)
     packages = audits[0].packages if audits else 0
-    result.figures = f"0 of {packages} locked packages could be checked; no verdict on vulnerabilities"
+    checked = max((a.audited for a in audits if a.error is None), default=0)
+    result.figures = (
+        f"{checked} of {packages} locked packages could be checked; no verdict on vulnerabilities"
+    )
     return result
 
 
