@@ -252,7 +252,10 @@ class AuditStore:
                     if processor is not None:
                         self._bind_processors.append((i, processor))
         # A batch's rows can be built bound when only the columns its decisions share convert.
-        self._constant_binds = all(_COLUMNS[i] in _SHARED_COLUMNS for i, _ in self._bind_processors)
+        # (risk_score's conversion is float(), which `DecisionBatch.build` has applied already.)
+        self._constant_binds = all(
+            _COLUMNS[i] in _SHARED_COLUMNS or _COLUMNS[i] == "risk_score" for i, _ in self._bind_processors
+        )
 
     def record(self, records: Sequence[AuditRecord] | DecisionBatch) -> None:
         """Write all records in one transaction; returns only after the commit.
@@ -300,7 +303,8 @@ class AuditStore:
         """The values a batch's decisions share, bind conversions applied (once, not per row)."""
         values = _batch_constants(batch)
         for i, processor in self._bind_processors:
-            values[_COLUMNS[i]] = processor(values[_COLUMNS[i]])
+            if _COLUMNS[i] in values:
+                values[_COLUMNS[i]] = processor(values[_COLUMNS[i]])
         return values
 
     def _insert(self, rows: list[tuple], bound: bool = False) -> None:
