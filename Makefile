@@ -80,7 +80,7 @@ export-outcomes: $(STAMP) ## Export the service's history and inspection outcome
 
 .PHONY: serve
 serve: $(STAMP) ## Serve @champion with BentoML on 127.0.0.1:PORT (tokens: DIVERSION_TOKENS_FILE; DIVERSION_DEMO_MODE=true for no auth)
-	$(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT)
+	$(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT) --timeout-keep-alive 75
 
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 (runs, metrics, plots, registry)

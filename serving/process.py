@@ -15,6 +15,10 @@ from pathlib import Path
 import httpx
 
 _BENTOML = Path(sys.executable).with_name("bentoml")
+#: Seconds an idle keep-alive connection stays open. Longer than common clients' own idle
+#: expiry (httpx 5 s, the server's default too): a server that closes first races a client
+#: reusing the connection at that moment, and the client sees its request fail unanswered.
+KEEP_ALIVE_SECONDS = 75
 
 
 def serve_command(port: int) -> list[str]:
@@ -27,6 +31,8 @@ def serve_command(port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
     ]
 
 

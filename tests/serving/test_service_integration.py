@@ -340,3 +340,27 @@ def test_outcomes_update_history_at_once_and_export_for_retraining(deployment, t
     )
     assert "INSPECTED-1" in set(tables.declarations["declaration_id"])
     assert len(tables.inspections) == 2 and tables.report.rows_rejected["inspections"] == 0
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_own_expiry(deployment) -> None:
+    # httpx (like uvicorn's default) drops idle connections after 5 s; a server that closed at
+    # 5 s too would race clients reusing one at that moment, their request failing unanswered.
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    from serving.process import KEEP_ALIVE_SECONDS
+
+    assert KEEP_ALIVE_SECONDS > httpx.Limits().keepalive_expiry
+    where = urlsplit(deployment["base"])
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        for pause in (0.0, 6.0):
+            time.sleep(pause)
+            connection.request("GET", "/livez")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("connection", "").lower() != "close"
+    finally:
+        connection.close()
