@@ -2,10 +2,9 @@
 
 Both servers run on loopback in the same run and are measured with the same client:
 p50/p99 latency of sequential single-declaration requests, and declarations per second
-for 1,000-declaration batches, sent by one client and by `CONCURRENT_CLIENTS` at once.
-Our path includes request validation, point-in-time features from the history store,
-the model, the channel, five reasons per row and the committed audit rows; the MLflow
-server gets precomputed feature rows (model only), so the comparison flatters it.
+for 1,000-declaration batches. Our path includes request validation, point-in-time
+features from the history store, the model, the channel and five reasons per row; the
+MLflow server gets precomputed feature rows (model only), so the comparison flatters it.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ from serving.demo import split_history
 from serving.process import free_port, running_service, wait_until
 
 console = Console()
-#: Clients sending 1,000-declaration batches at once in the concurrent throughput measurement.
-CONCURRENT_CLIENTS = 2
 
 
 def _measure(
@@ -60,33 +57,7 @@ def _measure(
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "rows_per_s": float(np.median(rates)),
-        "concurrent_rows_per_s": _concurrent_rate(url, batch_bodies, headers),
     }
-
-
-def _concurrent_rate(
-    url: str,
-    batch_bodies: list[tuple[bytes, int]],
-    headers: dict[str, str],
-    clients: int = CONCURRENT_CLIENTS,
-) -> float:
-    """Declarations per second with `clients` clients each sending every batch (wall time of the lot).
-
-    A second request in flight lets the server overlap one request's waits (the audit
-    commit's fsync, socket I/O) with another's computing, as a bulk sender would.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def send_all(_: int) -> int:
-        with httpx.Client(timeout=120) as own:
-            for body, _rows in batch_bodies:
-                own.post(url, content=body, headers=headers).raise_for_status()
-        return sum(rows for _body, rows in batch_bodies)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        total = sum(pool.map(send_all, range(clients)))
-    return total / (time.perf_counter() - started)
 
 
 def run_bench(declarations: Path, seizures: Path, singles: int = 1000, batches: int = 20) -> None:
@@ -155,31 +126,17 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 1000, batches: 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, 15)
             process.wait(timeout=30)
-    table = Table(title="serving benchmark (loopback, same run; sequential client unless stated)")
-    columns = (
-        "server",
-        "single p50 ms",
-        "single p99 ms",
-        "batch rows/s",
-        f"batch rows/s, {CONCURRENT_CLIENTS} clients",
-    )
-    for column in columns:
+    table = Table(title="serving benchmark (loopback, sequential client, same run)")
+    for column in ("server", "single p50 ms", "single p99 ms", "batch rows/s"):
         table.add_column(column, justify="right" if column != "server" else "left")
     for name, r in results.items():
-        table.add_row(
-            name,
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-            f"{r['rows_per_s']:,.0f}",
-            f"{r['concurrent_rows_per_s']:,.0f}",
-        )
+        table.add_row(name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['rows_per_s']:,.0f}")
     console.print(table)
     ours, theirs = results["this service (full path)"], results["mlflow models serve (model only)"]
     console.print(
         f"ratios (mlflow / ours): single p50 {theirs['p50_ms'] / ours['p50_ms']:.2f}x, "
         f"p99 {theirs['p99_ms'] / ours['p99_ms']:.2f}x; batch throughput (ours / mlflow) "
-        f"{ours['rows_per_s'] / theirs['rows_per_s']:.2f}x sequential, "
-        f"{ours['concurrent_rows_per_s'] / theirs['concurrent_rows_per_s']:.2f}x with {CONCURRENT_CLIENTS} clients"
+        f"{ours['rows_per_s'] / theirs['rows_per_s']:.2f}x"
     )
 
 
