@@ -25,6 +25,9 @@ Message = dict
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+#: Key in the ASGI scope's "state" under which `/score`'s records, as received, reach the service.
+RECEIVED_DECLARATIONS = "declarations_as_received"
+
 #: Request bodies are JSON objects whose list field holds the records.
 _LIST_FIELDS = {
     "/score": "declarations",
@@ -109,6 +112,9 @@ class RequestGuard:
             if repeated:
                 await _json_response(send, 409, _repeated_ids_answer(repeated))
                 return
+            # The records exactly as the caller sent them (parsed once, here): the audit trail
+            # stores these rather than re-serialising the validated models.
+            scope.setdefault("state", {})[RECEIVED_DECLARATIONS] = records
 
         sent = False
 

@@ -31,7 +31,7 @@ from features.definitions import FEATURE_SET  # noqa: E402
 from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
-from serving.middleware import RequestGuard  # noqa: E402
+from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
 from serving.schemas import (  # noqa: E402
     Declaration,
     HistoryAck,
@@ -89,6 +89,19 @@ def _settle_garbage_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def _as_received(declarations: list[Declaration], ctx: bentoml.Context) -> list[dict]:
+    """The declarations as the caller sent them (JSON objects), for the audit trail.
+
+    The request guard hands over the records it parsed from the body; without it (the
+    class called directly), the validated models in their JSON form stand in.
+    """
+    state = ctx.request.scope.get("state") or {}
+    received = state.get(RECEIVED_DECLARATIONS)
+    if isinstance(received, list) and len(received) == len(declarations):
+        return received
+    return _AS_RECEIVED.dump_python(declarations, mode="json", exclude_none=True)
 
 
 def _caller(ctx: bentoml.Context) -> str:
@@ -153,7 +166,7 @@ class DiversionRiskService:
             feature_set_version=FEATURE_SET.version,
             scored_at=scored_at,
             declaration_ids=[result["declaration_id"] for result in results],
-            declarations=_AS_RECEIVED.dump_python(declarations, mode="json", exclude_none=True),
+            declarations=_as_received(declarations, ctx),
             risk_scores=[result["risk_score"] for result in results],
             channels=[result["channel"] for result in results],
             reasons=[result["reasons"] for result in results],

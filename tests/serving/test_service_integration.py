@@ -364,3 +364,19 @@ def test_an_idle_keep_alive_connection_outlives_the_clients_own_expiry(deploymen
             assert response.getheader("connection", "").lower() != "close"
     finally:
         connection.close()
+
+
+def test_the_audit_keeps_each_declaration_exactly_as_sent(deployment) -> None:
+    base = deployment["base"]
+    sent = [dict(record) for record in deployment["records"][11:14]]
+    sent[0]["declarant_reference"] = "REF-2024-000117"  # not a contract field: ignored, but received
+    sent[1]["quantity"] = 250  # an integer, as many customs systems send it
+    response = httpx.post(f"{base}/score", json={"declarations": sent}, headers=_auth(deployment, "scorer"))
+    assert response.status_code == 200, response.text
+    request_id = response.json()["request_id"]
+    for record in sent:
+        decisions = httpx.get(
+            f"{base}/audit/decisions/{record['declaration_id']}", headers=_auth(deployment, "auditor")
+        ).json()
+        (mine,) = [d for d in decisions if d["request_id"] == request_id]
+        assert mine["declaration"] == record
