@@ -251,7 +251,12 @@ def compute_online_features(
     if len(columns["declaration_id"]) > 1:
         unknown = ~history.knows_declaration(columns["declaration_id"])
         if unknown.all():  # the usual case: the batch segment holds exactly these keys, as codes
-            history, known_codes = history.append_with_codes(columns, None, reference, keys=keys)
+            # one query of the stored history serves the batch's first sightings and its features
+            prior_query = history.query(keys, to_seconds(columns["declared_at"]))
+            history, batch_codes = history.append_with_codes(
+                columns, None, reference, keys=keys, prior_query=prior_query
+            )
+            known_codes = {**prior_query.known_codes, **batch_codes}
         elif unknown.any():
             batch = {name: values[unknown] for name, values in columns.items()}
             batch_keys = {name: values[unknown] for name, values in keys.items()}

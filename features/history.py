@@ -183,15 +183,20 @@ class History:
         seizures: pd.DataFrame | None,
         reference: ReferenceTables,
         keys: dict[str, np.ndarray] | None = None,
+        prior_query: HistoryQuery | None = None,
     ) -> tuple[History, dict[tuple[int, str], np.ndarray]]:
         """`append`, and the appended declarations' keys as codes of the new segment.
 
         The codes are keyed `(segment position, entity kind)` as `History.query` takes them:
         a query about exactly the appended declarations need not encode its keys again.
+        `prior_query` may pass this history's query about exactly those declarations' `keys`
+        (the new segment's first sightings then reuse its codes).
         """
         declarations = declarations if declarations is not None else _empty_like_declarations()
         seizures = seizures if seizures is not None else _empty_like_seizures()
-        segment, codes = _build_segment(declarations, seizures, reference, prior=self, keys=keys)
+        segment, codes = _build_segment(
+            declarations, seizures, reference, prior=self, keys=keys, prior_query=prior_query
+        )
         position = len(self.segments)
         return History(segments=(*self.segments, segment)), {(position, k): c for k, c in codes.items()}
 
@@ -296,15 +301,21 @@ class HistoryQuery:
             codes = self._codes[position, kind] = self._segments[position].codes(kind, self._keys[kind])
             return codes
 
-    def count(self, index_name: str) -> np.ndarray:
-        """Events of the index strictly before each declaration's time (float64)."""
+    def count(self, index_name: str, seconds: np.ndarray | None = None) -> np.ndarray:
+        """Events of the index strictly before each declaration's time, or before `seconds` (float64)."""
         kind = INDEX_KINDS[index_name]
-        total = np.zeros(len(self._seconds), dtype=np.float64)
+        seconds = self._seconds if seconds is None else seconds
+        total = np.zeros(len(seconds), dtype=np.float64)
         for position, segment in enumerate(self._segments):
             index = segment.indexes[index_name]
             if len(index):
-                total += index.count_before(self._keys[kind], self._seconds, self._codes_of(position, kind))
+                total += index.count_before(self._keys[kind], seconds, self._codes_of(position, kind))
         return total
+
+    @property
+    def known_codes(self) -> dict[tuple[int, str], np.ndarray]:
+        """The codes encoded so far, keyed as `History.query` takes them."""
+        return dict(self._codes)
 
     def as_of(self, index_name: str, windows_days: tuple[int, ...] = ()) -> AsOf:
         """Aggregates of the index's events strictly before each declaration's time."""
@@ -343,15 +354,26 @@ def _empty_like_seizures() -> pd.DataFrame:
 
 
 def _first_sightings(
-    keys: np.ndarray, seconds: np.ndarray, prior: History | None, prior_index: str
+    keys: np.ndarray,
+    seconds: np.ndarray,
+    prior: History | None,
+    prior_index: str,
+    prior_query: HistoryQuery | None = None,
 ) -> np.ndarray:
-    """True for the first event of each key in this segment that the prior history never saw."""
+    """True for the first event of each key in this segment that the prior history never saw.
+
+    `prior_query` may pass a query of `prior` about exactly these declarations (its codes are reused).
+    """
     order = np.argsort(seconds, kind="stable")
     first = np.zeros(len(keys), dtype=bool)
     first[order] = ~pd.Series(keys[order], dtype=object).duplicated().to_numpy()
     first &= pd.notna(keys)
     if prior is not None and prior.segments and first.any():
-        seen = prior.count_before(prior_index, keys, np.full(len(keys), END_OF_TIME, dtype=np.int64)) > 0
+        end = np.full(len(keys), END_OF_TIME, dtype=np.int64)
+        if prior_query is None:
+            seen = prior.count_before(prior_index, keys, end) > 0
+        else:
+            seen = prior_query.count(prior_index, end) > 0
         first &= ~seen
     return first
 
@@ -400,8 +422,12 @@ def _build_segment(
     reference: ReferenceTables,
     prior: History | None,
     keys: dict[str, np.ndarray] | None = None,
+    prior_query: HistoryQuery | None = None,
 ) -> tuple[Segment, dict[str, np.ndarray]]:
-    """The segment, and its declarations' keys as codes in its code books (by entity kind)."""
+    """The segment, and its declarations' keys as codes in its code books (by entity kind).
+
+    `prior_query` may pass a query of `prior` about exactly these declarations' `keys`.
+    """
     columns = columns_of(declarations)
     decl_seconds = to_seconds(columns["declared_at"])
     keys = declaration_keys(columns) if keys is None else keys
@@ -478,9 +504,9 @@ def _build_segment(
 
     # Distinct counts: an entity gains a new consignee/destination/exporter at the first
     # sighting of the relationship.
-    new_pair = _first_sightings(keys["pair"], decl_seconds, prior, "pair_declarations")
+    new_pair = _first_sightings(keys["pair"], decl_seconds, prior, "pair_declarations", prior_query)
     new_route = _first_sightings(
-        keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations"
+        keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations", prior_query
     )
     indexes["exporter_new_consignees"] = build(
         "exporter", codes["exporter"][new_pair], decl_seconds[new_pair]
