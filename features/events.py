@@ -113,6 +113,14 @@ class KeyedEvents:
         if not len(self.composite):
             return np.zeros(len(keys), dtype=np.float64)
         codes = self.codes(keys) if codes is None else codes
+        if len(codes) == 1:  # one declaration (the service's usual request): two scalar searches
+            code = int(codes[0])
+            if code < 0:
+                return np.zeros(1, dtype=np.float64)
+            base = code << _TIME_BITS
+            second = int(np.asarray(seconds, dtype=np.int64)[0])
+            lo, hi = self.composite.searchsorted([base, base | second], side="left").tolist()
+            return np.array([hi - lo], dtype=np.float64)
         known = codes >= 0
         base = np.where(known, codes, 0) << _TIME_BITS
         lo, hi = _search(self.composite, base, base | np.asarray(seconds, dtype=np.int64))
