@@ -289,7 +289,7 @@ class AuditStore:
             else:
                 with self._write_lock:
                     self._insert(rows, bound)
-                self._checkpointer.committed(len(rows))
+                    self._checkpointer.committed(len(rows))
         except sa.exc.IntegrityError as exc:
             known = self._recorded_pairs(pairs)
             if known:
@@ -447,6 +447,7 @@ class _WalCheckpointer:
         self._thread.start()
 
     def committed(self, rows: int) -> None:
+        """Count decisions just committed (called under the store's write lock)."""
         self._pending += rows
         if self._pending >= self._every_rows:
             self._pending = 0
