@@ -13,6 +13,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -306,7 +307,7 @@ def test_declaration_hash_is_stable_under_any_key_order(declaration: dict) -> No
     assert declaration_hash(dict(reversed(list(declaration.items())))) == declaration_hash(declaration)
 
 
-def _decision_batch(request_id: str, n: int) -> DecisionBatch:
+def _decision_batch(request_id: str, n: int, scored_at: dt.datetime = T0) -> DecisionBatch:
     declarations = [make_record(request_id, f"DEC-{request_id}-{i}").declaration for i in range(n)]
     return DecisionBatch.build(
         request_id=request_id,
@@ -314,7 +315,7 @@ def _decision_batch(request_id: str, n: int) -> DecisionBatch:
         model_name="diversion-risk",
         model_version="7",
         feature_set_version="declaration-features-v3",
-        scored_at=T0,
+        scored_at=scored_at,
         declaration_ids=[d["declaration_id"] for d in declarations],
         declarations=declarations,
         risk_scores=[i / n for i in range(n)],
@@ -325,20 +326,22 @@ def _decision_batch(request_id: str, n: int) -> DecisionBatch:
 
 
 def test_request_batches_are_stored_row_for_row_as_records(store: AuditStore) -> None:
-    batch = _decision_batch("req-batch", 3)
+    # decided at a local time: the batch's shared values are converted once, to UTC
+    batch = _decision_batch("req-batch", 3, scored_at=T0.astimezone(dt.timezone(dt.timedelta(hours=5))))
     store.record(batch)
     stored = store.by_request("req-batch")
     assert [r.declaration_id for r in stored] == ["DEC-req-batch-0", "DEC-req-batch-1", "DEC-req-batch-2"]
     assert [r.risk_score for r in stored] == [0.0, 1 / 3, 2 / 3]
     assert all(r.scored_at == T0 and r.caller == "customs-ices" and r.model_version == "7" for r in stored)
+    assert all(r.scored_at.utcoffset() == dt.timedelta(0) for r in stored)
+    assert [r.declaration_id for r in store.recent(since=T0)] == [r.declaration_id for r in stored]
+    assert store.recent(since=T0 + dt.timedelta(microseconds=1)) == []
     assert all(declaration_hash(r.declaration) == r.declaration_sha256 for r in stored)
 
 
-def test_sqlite_write_ahead_log_is_checkpointed_in_the_background_and_truncated_at_close(
-    tmp_path: Path,
-) -> None:
-    # Commits never checkpoint (wal_autocheckpoint=0); a background thread does, and a kill -9
-    # right after record() still loses nothing, however large the uncheckpointed log is.
+def test_sqlite_commits_leave_the_log_to_a_background_checkpointer_and_lose_nothing(tmp_path: Path) -> None:
+    # Commits never checkpoint (wal_autocheckpoint=0): a kill -9 right after record() still
+    # loses nothing, however much of the log is not yet copied into the database file.
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     script = (
         "import os, pickle, signal, sys\n"
@@ -357,5 +360,19 @@ def test_sqlite_write_ahead_log_is_checkpointed_in_the_background_and_truncated_
     assert reopened.count() == 4500
     assert [r.declaration_id for r in reopened.by_request("req-2")][-1] == "DEC-req-2-1499"
     reopened.close()
-    wal = tmp_path / "audit.db-wal"
-    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed into the database file
+
+
+def test_sqlite_log_is_copied_into_the_database_by_the_background_thread(tmp_path: Path) -> None:
+    database = tmp_path / "audit.db"
+    store = AuditStore(f"sqlite:///{database}")
+    try:
+        with store._engine.connect() as connection:  # the store's own connections
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        empty = database.stat().st_size
+        store.record(_decision_batch("req-big", 2500))  # more than the checkpointer's batch of rows
+        deadline = time.monotonic() + 20
+        while database.stat().st_size <= empty + 1_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert database.stat().st_size > empty + 1_000_000, "the log was never checkpointed"
+    finally:
+        store.close()
