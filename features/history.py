@@ -370,11 +370,8 @@ def _first_sightings(
     first &= pd.notna(keys)
     if prior is not None and prior.segments and first.any():
         end = np.full(len(keys), END_OF_TIME, dtype=np.int64)
-        if prior_query is None:
-            seen = prior.count_before(prior_index, keys, end) > 0
-        else:
-            seen = prior_query.count(prior_index, end) > 0
-        first &= ~seen
+        query = prior_query or prior.query({INDEX_KINDS[prior_index]: keys}, end)
+        first &= ~(query.count(prior_index, end) > 0)
     return first
 
 
