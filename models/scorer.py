@@ -200,7 +200,9 @@ class DiversionScorer:
         picked = order[rows, ranks]
         names = np.asarray(self.feature_names, dtype=object)[picked].tolist()
         values = matrix[rows, picked].tolist()
-        shares = top[rows, ranks].tolist()
+        # rounded to 6 decimals in one vectorised pass (numpy rounds halfway cases from the
+        # scaled value, so a rare tie may differ from `round()` in the sixth decimal)
+        shares = np.round(top[rows, ranks], 6).tolist()
         isnan = math.isnan
         empty: Mapping[str, object] = {}
         context_of = [contexts[r] for r in rows.tolist()] if contexts is not None else [empty] * len(names)
@@ -208,7 +210,7 @@ class DiversionScorer:
             {
                 "feature": name,
                 "value": None if isnan(value) else value,
-                "contribution": round(share, 6),
+                "contribution": share,
                 "sentence": sentence(name, value, context),
             }
             for name, value, share, context in zip(names, values, shares, context_of, strict=True)

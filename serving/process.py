@@ -21,12 +21,16 @@ _BENTOML = Path(sys.executable).with_name("bentoml")
 KEEP_ALIVE_SECONDS = 75
 
 
-def serve_command(port: int) -> list[str]:
-    """`bentoml serve` of this project's service on loopback at `port`."""
+#: The scoring service, as `bentoml serve` names it.
+SCORING_SERVICE = "serving.service:DiversionRiskService"
+
+
+def serve_command(port: int, service: str = SCORING_SERVICE) -> list[str]:
+    """`bentoml serve` of `service` (default: the scoring service) on loopback at `port`."""
     return [
         str(_BENTOML),
         "serve",
-        "serving.service:DiversionRiskService",
+        service,
         "--host",
         "127.0.0.1",
         "--port",
@@ -62,8 +66,9 @@ def running_service(
     log_path: Path | None = None,
     ready_timeout: float = 120.0,
     require_ready: bool = True,
+    service: str = SCORING_SERVICE,
 ) -> Iterator[str]:
-    """`bentoml serve serving.service:DiversionRiskService` on loopback; yields its base URL."""
+    """`bentoml serve` of `service` (default: the scoring service) on loopback; yields its base URL."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -73,7 +78,7 @@ def running_service(
     }
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        serve_command(port),
+        serve_command(port, service),
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -380,3 +380,28 @@ def test_the_audit_keeps_each_declaration_exactly_as_sent(deployment) -> None:
         ).json()
         (mine,) = [d for d in decisions if d["request_id"] == request_id]
         assert mine["declaration"] == record
+
+
+def test_benchmark_floor_validates_with_the_service_schema_and_nothing_more(deployment, tmp_path) -> None:
+    """`make bench-serve`'s floor row is only comparable if it accepts and rejects what /score does."""
+    from serving.bench import FLOOR_SERVICE
+
+    records = deployment["records"][:7]
+    bad = {**records[0], "consignee_country": "XX"}
+    with running_service(deployment["env"], log_path=tmp_path / "floor.log", service=FLOOR_SERVICE) as base:
+        echoed = httpx.post(f"{base}/score", json={"declarations": records}, timeout=30)
+        rejected = httpx.post(f"{base}/score", json={"declarations": [records[1], bad]}, timeout=30)
+        too_many = httpx.post(f"{base}/score", json={"declarations": records * 60}, timeout=30)
+    assert echoed.status_code == 200
+    assert echoed.json() == {"scores": [{"declaration_id": r["declaration_id"]} for r in records]}
+    # BentoML's own validation answer (the scoring service's guard rewrites it to a 422)
+    assert rejected.status_code == 400
+    assert rejected.json()["detail"][0]["loc"] == ["declarations", 1, "consignee_country"]
+    assert too_many.status_code == 400  # the service's batch limit (DIVERSION_MAX_BATCH=400) applies too
+    scored = httpx.post(
+        f"{deployment['base']}/score",
+        json={"declarations": [records[1], bad]},
+        headers=_auth(deployment, "scorer"),
+        timeout=30,
+    )
+    assert scored.status_code == 422
