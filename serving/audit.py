@@ -436,7 +436,14 @@ class _WalCheckpointer:
     durable once its log frames are synced, checkpointed or not.
     """
 
-    def __init__(self, engine: sa.Engine, every_rows: int = 2000, idle_seconds: float = 2.0) -> None:
+    #: Decisions between checkpoints under sustained load. Index pages that several batches
+    #: modify are then copied once, not once per batch: with 20,000 instead of 2,000,
+    #: 1,000-declaration requests took about 6 ms (5 %) less on a 2-core host (two pairs of
+    #: alternating runs). The log then peaks at some tens of MB, which reopening after a
+    #: crash reads in well under a second.
+    EVERY_ROWS = 20_000
+
+    def __init__(self, engine: sa.Engine, every_rows: int = EVERY_ROWS, idle_seconds: float = 2.0) -> None:
         self._engine = engine
         self._every_rows = every_rows
         self._idle_seconds = idle_seconds

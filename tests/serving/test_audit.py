@@ -369,7 +369,7 @@ def test_sqlite_log_is_copied_into_the_database_by_the_background_thread(tmp_pat
         with store._engine.connect() as connection:  # the store's own connections
             assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
         empty = database.stat().st_size
-        store.record(_decision_batch("req-big", 2500))  # more than the checkpointer's batch of rows
+        store.record(_decision_batch("req-big", 2500))  # then idle: the background thread's timer fires
         deadline = time.monotonic() + 20
         while database.stat().st_size <= empty + 1_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
