@@ -436,11 +436,11 @@ class _WalCheckpointer:
     durable once its log frames are synced, checkpointed or not.
     """
 
-    #: Decisions between checkpoints under sustained load. Index pages that several batches
-    #: modify are then copied once, not once per batch: with 20,000 instead of 2,000,
-    #: 1,000-declaration requests took about 6 ms (5 %) less on a 2-core host (two pairs of
-    #: alternating runs). The log then peaks at some tens of MB, which reopening after a
-    #: crash reads in well under a second.
+    #: Decisions between checkpoints under sustained load (the `idle_seconds` timer also
+    #: fires while busy). Fewer checkpoints copy pages that several batches modify, such as
+    #: index pages, fewer times: with 20,000 instead of 2,000, 1,000-declaration requests took
+    #: about 6 ms (5 %) less on a 2-core host (two pairs of alternating runs), and restart
+    #: after kill -9 under load measured the same (14.7 s against 14.0 s, side by side).
     EVERY_ROWS = 20_000
 
     def __init__(self, engine: sa.Engine, every_rows: int = EVERY_ROWS, idle_seconds: float = 2.0) -> None:

@@ -72,3 +72,17 @@ def test_top_reason_is_the_feature_that_moved_the_score(toy_model) -> None:
         row["driver"] = typical["driver"]
         assert scorer.predict_proba(row)[0] < batch.risk_score[i]
     assert not any(rs[0].feature == "noise" for rs in batch.reasons)
+
+
+def test_reason_contributions_are_the_attributions_rounded_to_six_decimals(toy_model) -> None:
+    scorer, frame = toy_model
+    batch = scorer.score(frame.head(400), explain=True)
+    checked = 0
+    for row, reasons in zip(batch.contributions, batch.reason_dicts, strict=True):
+        by_feature = dict(zip(scorer.feature_names, row.tolist(), strict=True))
+        for reason in reasons:
+            exact = by_feature[reason["feature"]]
+            assert round(reason["contribution"], 6) == reason["contribution"]  # six decimals at most
+            assert abs(reason["contribution"] - exact) <= 5e-7 + 1e-12
+            checked += 1
+    assert checked > 100
