@@ -15,6 +15,7 @@ DECLARATIONS ?= $(DATA_DIR)/declarations.$(FORMAT)
 SEIZURES ?= $(DATA_DIR)/seizures.$(FORMAT)
 OUT ?= outputs
 PORT ?= 3000
+WORKERS ?= 1
 TRAIN_UNTIL ?= 2024-03-01
 TEST_FROM ?= 2024-03-01
 TEST_TO ?= 2024-07-01
@@ -79,8 +80,12 @@ export-outcomes: $(STAMP) ## Export the service's history and inspection outcome
 	$(BIN)/python -m serving export-outcomes --out $(OUT)/outcomes
 
 .PHONY: serve
-serve: $(STAMP) ## Serve @champion with BentoML on 127.0.0.1:PORT (tokens: DIVERSION_TOKENS_FILE; DIVERSION_DEMO_MODE=true for no auth)
-	$(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT) --timeout-keep-alive 75
+serve: $(STAMP) ## Serve @champion with BentoML on 127.0.0.1:PORT with WORKERS processes (tokens: DIVERSION_TOKENS_FILE)
+	DIVERSION_WORKERS=$(WORKERS) $(BIN)/bentoml serve serving.service:DiversionRiskService --host 127.0.0.1 --port $(PORT) --timeout-keep-alive 75
+
+.PHONY: bento
+bento: $(STAMP) ## Build the deployable Bento of the scoring service (bentofile.yaml; no secrets needed)
+	$(BIN)/bentoml build --output tag
 
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 (runs, metrics, plots, registry)

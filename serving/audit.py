@@ -24,7 +24,7 @@ from decimal import Decimal
 import orjson
 import sqlalchemy as sa
 
-from serving.history_store import make_engine
+from serving.history_store import create_schema, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ decisions_table = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("rule_hits", sa.Text, nullable=False),
     sa.Column("scored_at", _UTCDateTime, nullable=False, index=True),
+    # The history log was applied up to this append when the decision was made (replay rebuilds it).
+    sa.Column("history_seq", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("request_id", "declaration_id", name="uq_audit_decisions_request_declaration"),
 )
 
@@ -86,6 +88,7 @@ class AuditRecord:
     reasons: list[dict]
     rule_hits: list[str]
     scored_at: dt.datetime  # timezone-aware; stored and returned in UTC
+    history_seq: int | None = None  # history log sequence number the decision was scored at
 
     def __post_init__(self) -> None:
         _require_aware(
@@ -119,6 +122,7 @@ class DecisionBatch:
     model_version: str
     feature_set_version: str
     scored_at: dt.datetime  # timezone-aware
+    history_seq: int | None
     #: Per decision: (declaration_id, declaration_sha256, declaration canonical JSON,
     #: risk_score, channel, reasons canonical JSON, rule_hits canonical JSON).
     decisions: tuple[tuple[str, str, str, float, str, str, str], ...]
@@ -141,6 +145,7 @@ class DecisionBatch:
         channels: Sequence[str],
         reasons: Sequence[list[dict]],
         rule_hits: Sequence[list[str]],
+        history_seq: int | None = None,
     ) -> DecisionBatch:
         """One decision per position of the sequences (all of the same length)."""
         sha256 = hashlib.sha256
@@ -161,7 +166,14 @@ class DecisionBatch:
                 )
             )
         return cls(
-            request_id, caller, model_name, model_version, feature_set_version, scored_at, tuple(decisions)
+            request_id,
+            caller,
+            model_name,
+            model_version,
+            feature_set_version,
+            scored_at,
+            history_seq,
+            tuple(decisions),
         )
 
     def __len__(self) -> int:
@@ -235,7 +247,8 @@ class AuditStore:
         # SQLite: the write-ahead log is copied into the database file by a background
         # thread, not by whichever request's commit crosses SQLite's checkpoint threshold.
         self._checkpointer = _WalCheckpointer(engine) if engine.dialect.name == "sqlite" else None
-        _metadata.create_all(engine)
+        create_schema(engine, _metadata)
+        _add_missing_columns(engine, decisions_table)
         # SQLite: rows go straight to the driver's executemany (one prepared INSERT, the
         # statement SQLAlchemy itself would run), with the columns' own bind conversions
         # applied here; that skips SQLAlchemy's per-row parameter processing. Other
@@ -404,6 +417,7 @@ _COLUMNS = (
     "reasons",
     "rule_hits",
     "scored_at",
+    "history_seq",
 )
 
 
@@ -423,6 +437,7 @@ def _to_row(record: AuditRecord) -> tuple:
         canonical_json(record.reasons),
         canonical_json(record.rule_hits),
         record.scored_at,
+        record.history_seq,
     )
 
 
@@ -489,7 +504,7 @@ def _no_autocheckpoint(connection, _record) -> None:  # pragma: no cover - drive
 
 #: Columns whose value is the same for every decision of one request.
 _SHARED_COLUMNS = frozenset(
-    {"request_id", "caller", "model_name", "model_version", "feature_set_version", "scored_at"}
+    {"request_id", "caller", "model_name", "model_version", "feature_set_version", "scored_at", "history_seq"}
 )
 
 
@@ -501,6 +516,7 @@ def _batch_constants(batch: DecisionBatch) -> dict[str, object]:
         "model_version": batch.model_version,
         "feature_set_version": batch.feature_set_version,
         "scored_at": batch.scored_at,
+        "history_seq": batch.history_seq,
     }
 
 
@@ -509,7 +525,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
     shared = _batch_constants(batch) if shared is None else shared
     request_id, caller, scored_at = shared["request_id"], shared["caller"], shared["scored_at"]
     model_name, model_version = shared["model_name"], shared["model_version"]
-    feature_set = shared["feature_set_version"]
+    feature_set, history_seq = shared["feature_set_version"], shared["history_seq"]
     return [
         (
             request_id,
@@ -525,6 +541,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
             reasons,
             rule_hits,
             scored_at,
+            history_seq,
         )
         for declaration_id, sha256, declaration, risk_score, channel, reasons, rule_hits in batch.decisions
     ]
@@ -545,4 +562,21 @@ def _from_row(row: sa.Row) -> AuditRecord:
         reasons=json.loads(row.reasons),
         rule_hits=json.loads(row.rule_hits),
         scored_at=row.scored_at,
+        history_seq=row.history_seq,
     )
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add nullable columns a store created by an earlier release lacks (additive migration)."""
+    inspector = sa.inspect(engine)
+    schema = engine.get_execution_options().get("schema_translate_map", {}).get(None)
+    present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+    for column in table.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(engine.dialect)
+            name = f'"{schema}".{table.name}' if schema else table.name
+            try:
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column.name} {kind}")
+            except sa.exc.DBAPIError:  # another worker added it at the same moment
+                pass

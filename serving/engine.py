@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +31,8 @@ from models.pyfunc import directory_digest
 from models.scorer import DiversionScorer
 from serving.history_store import HistoryStore
 from serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 #: The reference tables packaged with `features` (what the service computes features with).
 PACKAGED_REFERENCE_DIR = Path(str(resources.files("features").joinpath("reference")))
@@ -49,19 +53,27 @@ class LoadedModel:
     reference: ReferenceTables
 
 
-def load_model(settings: ServiceSettings) -> LoadedModel:
-    """Resolve, download, verify and open the registered model; raise `ModelLoadError` saying why."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient()
+def resolve_version(settings: ServiceSettings, client: MlflowClient | None = None):
+    """The registry's model version the settings name (pinned version, else the alias)."""
+    client = client or MlflowClient(settings.tracking_uri)
     try:
         if settings.model_version:
-            version = client.get_model_version(settings.model_name, settings.model_version)
-        else:
-            version = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+            return client.get_model_version(settings.model_name, settings.model_version)
+        return client.get_model_version_by_alias(settings.model_name, settings.model_alias)
     except Exception as exc:  # registry unreachable, name or alias unknown
         raise ModelLoadError(
             f"cannot resolve {settings.model_uri} in {settings.tracking_uri}: {exc}"
         ) from exc
+
+
+def load_model(settings: ServiceSettings, version=None) -> LoadedModel:
+    """Resolve, download, verify and open the registered model; raise `ModelLoadError` saying why.
+
+    `version` may pass an already resolved registry `ModelVersion`.
+    """
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    version = version or resolve_version(settings, client)
     uri = f"models:/{settings.model_name}/{version.version}"
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -132,11 +144,22 @@ def declaration_contexts(columns: dict[str, np.ndarray], reference: ReferenceTab
 
 
 class ScoringEngine:
-    """What the service does per request, without HTTP: features, score, channel, reasons."""
+    """What the service does per request, without HTTP: features, score, channel, reasons.
 
-    def __init__(self, model: LoadedModel, store: HistoryStore) -> None:
+    `model` is replaced whole when the registry alias moves (`follow_alias`); a request
+    reads it once, so each answer comes from exactly one version.
+    """
+
+    def __init__(
+        self, model: LoadedModel, store: HistoryStore, settings: ServiceSettings | None = None
+    ) -> None:
         self.model = model
         self.store = store
+        self.settings = settings
+        #: Versions the alias pointed at that failed verification: {version: reason}.
+        self.refused: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._follower: threading.Thread | None = None
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ScoringEngine:
@@ -153,17 +176,69 @@ class ScoringEngine:
                 settings.history_seizures,
                 load_reference(),
                 settings.compact_every,
+                settings.history_poll_seconds,
             )
             try:
                 model = load_model(settings)
             finally:
                 store = history.result()  # raises the history's own error, if any
-        return cls(model, store)
+        engine = cls(model, store, settings)
+        if settings.model_poll_seconds and not settings.model_version:
+            engine.follow_alias(settings.model_poll_seconds)
+        return engine
+
+    def follow_alias(self, poll_seconds: float) -> None:
+        """Check the registry alias every `poll_seconds`; load, verify and switch to a new version."""
+        self._follower = threading.Thread(
+            target=self._follow, args=(poll_seconds,), name="model-follower", daemon=True
+        )
+        self._follower.start()
+
+    def check_alias(self) -> str | None:
+        """Switch to the version the alias names now, if it is new and verifies; the new version or None."""
+        settings = self.settings
+        if settings is None:
+            return None
+        try:
+            version = resolve_version(settings)
+        except ModelLoadError as exc:
+            log.warning("model follower: %s", exc)
+            return None
+        number = str(version.version)
+        if number == self.model.version or number in self.refused:
+            return None
+        try:
+            model = load_model(settings, version)
+        except ModelLoadError as exc:
+            self.refused[number] = str(exc)
+            log.error("refused model version %s (still serving v%s): %s", number, self.model.version, exc)
+            return None
+        previous = self.model.version
+        self.model = model  # one reference assignment: requests read it once
+        log.warning("now serving model %s v%s (was v%s)", model.name, number, previous)
+        return number
+
+    def _follow(self, poll_seconds: float) -> None:
+        while not self._stopping.wait(poll_seconds):
+            try:
+                self.check_alias()
+            except Exception as exc:  # never let the follower die; the next round retries
+                log.warning("model follower: %s", exc)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        self.store.close()
 
     def features(
-        self, declarations: pd.DataFrame | dict[str, np.ndarray], history: History | None = None
+        self,
+        declarations: pd.DataFrame | dict[str, np.ndarray],
+        history: History | None = None,
+        model: LoadedModel | None = None,
     ) -> pd.DataFrame:
-        return compute_online_features(declarations, history or self.store.history, self.model.reference)
+        model = model or self.model
+        return compute_online_features(declarations, history or self.store.current().history, model.reference)
 
     def score(
         self,
@@ -171,14 +246,20 @@ class ScoringEngine:
         explain: bool = True,
         scored_at: dt.datetime | None = None,
         history: History | None = None,
+        model: LoadedModel | None = None,
     ) -> list[dict]:
-        """One result dict per declaration, in input order (against `history`, default: the store's)."""
+        """One result dict per declaration, in input order.
+
+        Against `history` (default: the store's, with every committed append applied) and
+        `model` (default: the one serving now).
+        """
+        model = model or self.model
         columns = columns_of(declarations)
-        features = self.features(columns, history)
-        contexts = declaration_contexts(columns, self.model.reference) if explain else None
-        batch = self.model.scorer.score(features, contexts, explain=explain)
+        features = self.features(columns, history, model)
+        contexts = declaration_contexts(columns, model.reference) if explain else None
+        batch = model.scorer.score(features, contexts, explain=explain)
         scored_at_text = (scored_at or dt.datetime.now(dt.UTC)).isoformat()
-        model_ref = {"name": self.model.name, "version": self.model.version}
+        model_ref = {"name": model.name, "version": model.version}
         ids = columns["declaration_id"].tolist()
         risk = batch.risk_score.tolist()
         percentile = batch.percentile.tolist()
@@ -201,14 +282,17 @@ class ScoringEngine:
         return results
 
     def info(self) -> dict:
-        policy = self.model.scorer.policy
+        model = self.model
+        policy = model.scorer.policy
         return {
-            "name": self.model.name,
-            "version": self.model.version,
-            "run_id": self.model.run_id,
-            "model_uri": self.model.uri,
-            "feature_set": self.model.scorer.metadata.get("feature_set", {}),
-            "test_metrics": self.model.test_metrics,
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "model_uri": model.uri,
+            "feature_set": model.scorer.metadata.get("feature_set", {}),
+            "test_metrics": model.test_metrics,
+            "refused_versions": dict(self.refused),
+            "history_sequence": self.store.sequence,
             "inspection_policy": json.loads(
                 json.dumps({**policy.__dict__, "mandatory_red_rules": list(policy.mandatory_red_rules)})
             ),

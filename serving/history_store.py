@@ -1,18 +1,35 @@
-"""The service's history: the training history plus everything appended since, durable in SQL.
+"""The service's history: an append-only log in SQL with a sequence number, indexed in memory.
 
-Base: the contract files the model was trained on (validated at start-up). Appended:
-declarations and seizures posted to `/history/*`, committed to a SQL store (SQLite by
-default, PostgreSQL by URL) *before* they are acknowledged, and replayed at start-up.
-In memory the history is a `features.history.History`; appends add a segment and every
-`compact_every` appends the index is rebuilt from all rows.
+The authoritative history is the base contract files (what the model was trained on,
+identical on every worker and replica) plus the `history_log` table of the SQL store chosen
+by URL (SQLite by default, PostgreSQL in production). Every append (declarations, seizures,
+inspection outcomes) is one transaction that takes the next sequence number from the
+one-row `history_head` table: the `UPDATE ... RETURNING` that increments it holds the row
+lock until commit, so appends are serialised and commit in sequence order. A reader that
+fetches "rows after my last number up to the committed head" therefore never skips a row,
+whichever database it runs on. Duplicates are refused by the log's primary key
+`(kind, record_id)` (checked under that lock) and reported as duplicates.
+
+Each worker holds an immutable `features.history.History` built from the base files and
+the log up to a known sequence number. Before it scores, a worker reads the committed head
+(one primary-key lookup) and applies any newer rows as one more segment; a background
+thread does the same on a timer so that idle workers stay current, and compacts the
+segments now and then. Because features are a pure function of the rows (not of how they
+were segmented or in which order they arrived), every worker at the same sequence number
+gives the same answer, and replay rebuilds the history at any recorded number.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
 import json
+import logging
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -23,34 +40,32 @@ from features.reference import ReferenceTables
 from features.validation import load_contract_tables
 from serving.frames import declarations_frame, seizures_frame
 
+log = logging.getLogger(__name__)
+
+DECLARATION, SEIZURE, INSPECTION = "declaration", "seizure", "inspection"
+
 _metadata = sa.MetaData()
-declarations_table = sa.Table(
-    "history_declarations",
+log_table = sa.Table(
+    "history_log",
     _metadata,
-    sa.Column("declaration_id", sa.String(64), primary_key=True),
-    sa.Column("declared_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("record_id", sa.String(160), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, index=True),
+    sa.Column("event_at", sa.DateTime, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
 )
-seizures_table = sa.Table(
-    "history_seizures",
+head_table = sa.Table(
+    "history_head",
     _metadata,
-    sa.Column("seizure_id", sa.String(64), primary_key=True),
-    sa.Column("seized_at", sa.DateTime, nullable=False, index=True),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
-inspections_table = sa.Table(
-    "outcome_inspections",
-    _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("declaration_id", sa.String(64), nullable=False, index=True),
-    sa.Column("inspected_at", sa.DateTime, nullable=False),
-    sa.Column("result", sa.String(16), nullable=False),
-    sa.Column("received_at", sa.DateTime, nullable=False),
-    sa.UniqueConstraint("declaration_id", "inspected_at", name="uq_outcome_inspection"),
-)
+#: Ids per `IN (...)` list when looking up known records (well under every driver's limit).
+_ID_CHUNK = 900
+#: PostgreSQL advisory lock key that serialises schema creation between starting workers.
+_SCHEMA_LOCK_KEY = 0x44525349  # "DRSI"
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -67,20 +82,83 @@ def make_engine(url: str) -> sa.Engine:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
     return engine
 
 
+def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """`metadata.create_all`, safe when several workers start at once on one database."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+            metadata.create_all(connection)
+    else:
+        for attempt in range(5):
+            try:
+                metadata.create_all(engine)
+                return
+            except sa.exc.OperationalError:  # another process created it at the same moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+
+class UnknownDeclarationError(ValueError):
+    """Inspection outcomes name declarations that are not in the history; nothing was written."""
+
+    def __init__(self, declaration_ids: list[str]) -> None:
+        self.declaration_ids = declaration_ids
+        shown = ", ".join(repr(d) for d in declaration_ids[:5])
+        more = f" and {len(declaration_ids) - 5} more" if len(declaration_ids) > 5 else ""
+        super().__init__(
+            f"inspections[].declaration_id: {shown}{more} not in the history; record the declaration "
+            "with POST /history/declarations first (nothing of this request was stored)"
+        )
+
+
 @dataclass(frozen=True)
 class AppendResult:
+    """What one append stored: counts, the ids refused as duplicates, and its sequence number."""
+
     accepted: int
     duplicates: list[str]
+    sequence: int | None = None  # None when nothing new was stored
+    seizures_accepted: int = 0  # outcomes: seizures stored (reported and derived from inspections)
+    inspections_accepted: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """The indexed history as of one sequence number (immutable; shared between threads)."""
+
+    history: History
+    sequence: int
+    segments_since_compaction: int = 0
+
+
+@dataclass
+class _Pending:
+    """Rows of one append, by kind: (record_id, event time, payload text)."""
+
+    rows: dict[str, list[tuple[str, dt.datetime, str]]] = field(
+        default_factory=lambda: {DECLARATION: [], SEIZURE: [], INSPECTION: []}
+    )
+
+
+def inspection_seizure_id(declaration_id: str, inspected_at: dt.datetime) -> str:
+    """Id of the seizure an inspection with result SEIZURE adds (deterministic, at most 64 characters)."""
+    digest = hashlib.sha256(f"{declaration_id}|{inspected_at.isoformat()}".encode()).hexdigest()
+    return f"INSPECTION-{digest[:40]}"
+
+
+def inspection_record_id(declaration_id: str, inspected_at: dt.datetime) -> str:
+    return f"{declaration_id}|{inspected_at.isoformat()}"
 
 
 class HistoryStore:
-    """Point-in-time history for online features, kept current and durable."""
+    """Point-in-time history for online features: the SQL log, applied in sequence order."""
 
     def __init__(
         self,
@@ -89,188 +167,406 @@ class HistoryStore:
         base_declarations: pd.DataFrame,
         base_seizures: pd.DataFrame,
         compact_every: int = 64,
+        poll_seconds: float | None = None,
     ) -> None:
         self._engine = engine
         self._reference = reference
         self._compact_every = compact_every
-        self._lock = threading.Lock()
-        _metadata.create_all(engine)
-        with engine.connect() as connection:
-            stored_declarations = [
-                json.loads(r.payload)
-                for r in connection.execute(
-                    sa.select(declarations_table.c.payload).order_by(declarations_table.c.declared_at)
-                )
-            ]
-            stored_seizures = [
-                json.loads(r.payload)
-                for r in connection.execute(
-                    sa.select(seizures_table.c.payload).order_by(seizures_table.c.seized_at)
-                )
-            ]
-        self._declarations = [base_declarations, _decode_declarations(stored_declarations)]
-        self._seizures = [base_seizures, _decode_seizures(stored_seizures)]
-        self._seizure_ids = set(pd.concat([f["seizure_id"] for f in self._seizures]).astype("str"))
-        self._appends = 0
-        self.history = self._rebuild()
+        self._base_declarations = base_declarations
+        self._base_seizures = base_seizures
+        self._base_seizure_ids = frozenset(base_seizures["seizure_id"].astype("str"))
+        self._apply_lock = threading.Lock()
+        create_schema(engine, _metadata)
+        self._ensure_head()
+        self._head_sql = str(
+            sa.select(head_table.c.seq)
+            .where(head_table.c.id == 1)
+            .compile(engine, compile_kwargs={"literal_binds": True})
+        )
+        #: The base files alone, indexed once; every other view is this plus log segments.
+        self.base = History.build(base_declarations, base_seizures, reference)
+        self._view = HistoryView(self.base, 0)
+        self._compacted = self._view  # base + log rows up to its sequence, as one appended segment
+        self._compact(self.head())
+        self._stopping = threading.Event()
+        self._follower: threading.Thread | None = None
+        if poll_seconds:
+            self._follower = threading.Thread(
+                target=self._follow, args=(poll_seconds,), name="history-follower", daemon=True
+            )
+            self._follower.start()
 
     @classmethod
     def open(
-        cls, url: str, declarations: Path, seizures: Path, reference: ReferenceTables, compact_every: int = 64
+        cls,
+        url: str,
+        declarations: Path,
+        seizures: Path,
+        reference: ReferenceTables,
+        compact_every: int = 64,
+        poll_seconds: float | None = None,
     ) -> HistoryStore:
         tables = load_contract_tables(declarations, seizures, None, rejects_dir=None)
-        return cls(make_engine(url), reference, tables.declarations, tables.seizures, compact_every)
+        return cls(
+            make_engine(url), reference, tables.declarations, tables.seizures, compact_every, poll_seconds
+        )
 
-    def _rebuild(self) -> History:
-        declarations = pd.concat(self._declarations, ignore_index=True)
-        seizures = pd.concat(self._seizures, ignore_index=True)
-        declarations = declarations.sort_values("declared_at", kind="stable", ignore_index=True)
-        self._declarations = [declarations]
-        self._seizures = [seizures]
-        return History.build(declarations, seizures, self._reference)
+    # ---- reading ---------------------------------------------------------------------------
 
-    def snapshot(self) -> tuple[History, dt.datetime]:
-        """The current history and the time it stands for, taken together.
+    def head(self) -> int:
+        """The committed head of the log: the sequence number of the latest append (0: none)."""
+        with self._engine.connect() as connection:
+            return int(connection.exec_driver_sql(self._head_sql).scalar_one())
 
-        Appends stamp `received_at` and publish their rows under the same lock, so every
-        row received at or before the returned time is in the returned history and none
-        received after it: what audit replay relies on.
-        """
-        with self._lock:
-            return self.history, dt.datetime.now(dt.UTC)
+    def current(self) -> HistoryView:
+        """The history with every append committed before this call applied (what /score uses)."""
+        head = self.head()
+        view = self._view
+        if head <= view.sequence:
+            return view
+        return self._apply_until(head)
+
+    @property
+    def history(self) -> History:
+        """The latest applied history (without checking the log; `current()` does)."""
+        return self._view.history
+
+    @property
+    def sequence(self) -> int:
+        return self._view.sequence
+
+    def snapshot(self) -> tuple[History, int]:
+        """`current()` as (history, sequence number)."""
+        view = self.current()
+        return view.history, view.sequence
 
     @property
     def declaration_count(self) -> int:
-        return self.history.n_declarations
+        return self._view.history.n_declarations
+
+    def history_at(self, sequence: int) -> History:
+        """The history as it stood at `sequence` (audit replay): base files + log rows up to it.
+
+        Reuses the live index where it can: the view at exactly that number, else the latest
+        compaction at or below it plus the log rows after it; only older numbers rebuild the
+        log segment from the base (cost proportional to the log, not to the base files).
+        """
+        view = self._view
+        if sequence == view.sequence:
+            return view.history
+        compacted = self._compacted
+        start = compacted if compacted.sequence <= sequence else HistoryView(self.base, 0)
+        if start.sequence == sequence:
+            return start.history
+        return self._extended(start.history, start.sequence, sequence)
+
+    def _extended(self, history: History, after: int, until: int) -> History:
+        """`history` plus the log's declarations and seizures with after < seq <= until."""
+        declarations, seizures = self._read_rows(after, until)
+        if declarations is None and seizures is None:  # inspections alone change no feature
+            return history
+        return history.append(declarations, seizures, self._reference)
+
+    def _apply_until(self, head: int) -> HistoryView:
+        with self._apply_lock:
+            view = self._view
+            if head > view.sequence:
+                history = self._extended(view.history, view.sequence, head)
+                view = self._view = HistoryView(history, head, view.segments_since_compaction + 1)
+            return view
+
+    def _compact(self, head: int) -> None:
+        """Re-index base + all log rows up to `head` as one log segment; then catch up."""
+        compacted = HistoryView(self._extended(self.base, 0, head), head)
+        with self._apply_lock:
+            self._compacted = compacted
+            if self._view.sequence <= head:
+                self._view = compacted
+        latest = self.head()
+        if latest > head:
+            self._apply_until(latest)
+
+    def _follow(self, poll_seconds: float) -> None:
+        """Background wake-up: apply new appends while idle; compact when segments pile up."""
+        while not self._stopping.wait(poll_seconds):
+            try:
+                view = self.current()
+                if view.segments_since_compaction >= self._compact_every:
+                    self._compact(view.sequence)
+            except Exception as exc:  # the database may be briefly unreachable; requests re-check
+                log.warning("history follower: %s", exc)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        self._engine.dispose()
+
+    def _read_rows(self, after: int, until: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """Declarations and seizures of the log with after < seq <= until (None when none)."""
+        if until <= after:
+            return None, None
+        query = (
+            sa.select(log_table.c.kind, log_table.c.payload)
+            .where(log_table.c.seq > after, log_table.c.seq <= until, log_table.c.kind != INSPECTION)
+            .order_by(log_table.c.seq, log_table.c.kind, log_table.c.record_id)
+        )
+        declarations, seizures = [], []
+        with self._engine.connect() as connection:
+            for kind, payload in connection.execute(query):
+                (declarations if kind == DECLARATION else seizures).append(json.loads(payload))
+        return (
+            _decode_declarations(declarations) if declarations else None,
+            _decode_seizures(seizures) if seizures else None,
+        )
+
+    # ---- appending -------------------------------------------------------------------------
 
     def add_declarations(self, records: list[dict]) -> AppendResult:
-        """Commit new declarations, then make them visible to scoring; known ids are skipped."""
-        frame = declarations_frame(records)
-        with self._lock:
-            known = self.history.knows_declaration(frame["declaration_id"])
-            repeated = frame["declaration_id"].duplicated().to_numpy()
-            fresh = frame.loc[~known & ~repeated].reset_index(drop=True)
-            duplicates = frame.loc[known | repeated, "declaration_id"].astype("str").tolist()
-            if len(fresh):
-                now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-                rows = [
-                    {
-                        "declaration_id": record["declaration_id"],
-                        "declared_at": declared_at.to_pydatetime(),
-                        "payload": json.dumps(record, default=str),
-                        "received_at": now,
-                    }
-                    for record, declared_at, keep in zip(
-                        records, frame["declared_at"], ~known & ~repeated, strict=True
-                    )
-                    if keep
-                ]
-                with self._engine.begin() as connection:
-                    connection.execute(sa.insert(declarations_table), rows)
-                self._declarations.append(fresh)
-                self._advance(fresh, None)
-        return AppendResult(accepted=len(fresh), duplicates=duplicates)
+        """Record filed declarations (one transaction); ids already in the history are duplicates."""
+        return self.append(declarations=records)
 
     def add_seizures(self, records: list[dict]) -> AppendResult:
-        """Commit new seizures, then make them visible to scoring; known ids are skipped."""
-        frame = seizures_frame(records)
-        with self._lock:
-            ids = frame["seizure_id"].astype("str")
-            keep = (~ids.isin(self._seizure_ids) & ~ids.duplicated()).to_numpy()
-            fresh = frame.loc[keep].reset_index(drop=True)
-            duplicates = ids[~keep].tolist()
-            if len(fresh):
-                now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-                rows = [
-                    {
-                        "seizure_id": record["seizure_id"],
-                        "seized_at": seized_at.to_pydatetime(),
-                        "payload": json.dumps(record, default=str),
-                        "received_at": now,
-                    }
-                    for record, seized_at, k in zip(records, frame["seized_at"], keep, strict=True)
-                    if k
-                ]
-                with self._engine.begin() as connection:
-                    connection.execute(sa.insert(seizures_table), rows)
-                self._seizures.append(fresh)
-                self._seizure_ids.update(fresh["seizure_id"].astype("str"))
-                self._advance(None, fresh)
-        return AppendResult(accepted=len(fresh), duplicates=duplicates)
+        """Record seizures (one transaction): they raise the risk of what they name from `seized_at` on."""
+        result = self.append(seizures=records)
+        return AppendResult(
+            result.seizures_accepted, result.duplicates, result.sequence, result.seizures_accepted
+        )
 
     def add_inspections(self, records: list[dict]) -> AppendResult:
-        """Commit inspection outcomes; a SEIZURE result also enters the history as a seizure."""
+        """Record inspection outcomes (one transaction); a SEIZURE result also adds a seizure."""
+        result = self.append(inspections=records)
+        return AppendResult(
+            result.inspections_accepted,
+            result.duplicates,
+            result.sequence,
+            result.seizures_accepted,
+            result.inspections_accepted,
+        )
+
+    def record_outcomes(self, inspections: list[dict], seizures: list[dict]) -> AppendResult:
+        """Inspections and seizure reports of one request, all or nothing."""
+        return self.append(seizures=seizures, inspections=inspections)
+
+    def append(
+        self,
+        declarations: Sequence[dict] = (),
+        seizures: Sequence[dict] = (),
+        inspections: Sequence[dict] = (),
+    ) -> AppendResult:
+        """Store rows as one transaction with the next sequence number; all or nothing.
+
+        Rows already stored (by any worker or replica), already in the base files, or
+        repeated within the request are reported in `duplicates` and not stored again.
+        Raises `UnknownDeclarationError` (storing nothing) when an inspection names a
+        declaration the history does not hold.
+        """
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        rows, seen, duplicates = [], set(), []
-        with self._engine.connect() as connection:
-            stored = {
-                (r.declaration_id, r.inspected_at)
-                for r in connection.execute(
-                    sa.select(inspections_table.c.declaration_id, inspections_table.c.inspected_at).where(
-                        inspections_table.c.declaration_id.in_({r["declaration_id"] for r in records})
-                    )
-                )
-            }
-        for record in records:
-            at = _utc_naive(record["inspected_at"])
-            key = (record["declaration_id"], at)
-            if key in stored or key in seen:
+        pending, duplicates = _Pending(), []
+        seen: dict[str, set[str]] = {DECLARATION: set(), SEIZURE: set(), INSPECTION: set()}
+
+        def take(kind: str, record_id: str, at: dt.datetime, record: dict, shown: str) -> None:
+            if record_id in seen[kind]:
+                duplicates.append(shown)
+                return
+            seen[kind].add(record_id)
+            pending.rows[kind].append((record_id, at, json.dumps(record, default=str)))
+
+        base_known = (
+            self.base.knows_declaration(pd.Series([r["declaration_id"] for r in declarations], dtype=object))
+            if declarations
+            else []
+        )
+        for record, in_base in zip(declarations, base_known, strict=True):
+            if in_base:
                 duplicates.append(record["declaration_id"])
-                continue
-            seen.add(key)
-            rows.append(
-                {"declaration_id": key[0], "inspected_at": at, "result": record["result"], "received_at": now}
+            else:
+                take(
+                    DECLARATION,
+                    record["declaration_id"],
+                    _utc_naive(record["declared_at"]),
+                    record,
+                    record["declaration_id"],
+                )
+        for record in seizures:
+            if record["seizure_id"] in self._base_seizure_ids:
+                duplicates.append(record["seizure_id"])
+            else:
+                take(
+                    SEIZURE,
+                    record["seizure_id"],
+                    _utc_naive(record["seized_at"]),
+                    record,
+                    record["seizure_id"],
+                )
+        inspected: list[str] = []
+        derived: set[str] = set()
+        for record in inspections:
+            at = _utc_naive(record["inspected_at"])
+            row = {"declaration_id": record["declaration_id"], "inspected_at": at, "result": record["result"]}
+            take(
+                INSPECTION,
+                inspection_record_id(record["declaration_id"], at),
+                at,
+                row,
+                record["declaration_id"],
             )
-        if rows:
-            with self._engine.begin() as connection:
-                connection.execute(sa.insert(inspections_table), rows)
-        found = [
-            {
-                "seizure_id": f"INSPECTION-{r['declaration_id']}-{r['inspected_at']:%Y%m%dT%H%M%S}",
-                "seized_at": r["inspected_at"],
-                "declaration_id": r["declaration_id"],
-                "country": "IN",
-                "substance": "undetermined",
-                "agency": "CUSTOMS-INSPECTION",
-            }
-            for r in rows
-            if r["result"] == "SEIZURE"
-        ]
-        if found:
-            self.add_seizures(found)
-        return AppendResult(accepted=len(rows), duplicates=duplicates)
+            inspected.append(record["declaration_id"])
+            if record["result"] == "SEIZURE":
+                found = {
+                    "seizure_id": inspection_seizure_id(record["declaration_id"], at),
+                    "seized_at": at,
+                    "declaration_id": record["declaration_id"],
+                    "exporter_id": None,
+                    "consignee_id": None,
+                    "country": "IN",
+                    "substance": "undetermined",
+                    "quantity_kg": None,
+                    "agency": "CUSTOMS-INSPECTION",
+                }
+                if found["seizure_id"] not in seen[SEIZURE]:  # its inspection is reported as the duplicate
+                    seen[SEIZURE].add(found["seizure_id"])
+                    derived.add(found["seizure_id"])
+                    pending.rows[SEIZURE].append((found["seizure_id"], at, json.dumps(found, default=str)))
+
+        with self._engine.connect() as connection:
+            try:
+                # Taking the next number locks the head row until commit: appends are serialised.
+                sequence = int(
+                    connection.execute(
+                        sa.update(head_table)
+                        .where(head_table.c.id == 1)
+                        .values(seq=head_table.c.seq + 1)
+                        .returning(head_table.c.seq)
+                    ).scalar_one()
+                )
+                stored = {
+                    kind: self._stored_ids(connection, kind, [row[0] for row in rows])
+                    for kind, rows in pending.rows.items()
+                }
+                unknown = self._unknown_declarations(connection, inspected, pending)
+                if unknown:
+                    raise UnknownDeclarationError(unknown)
+                fresh: list[dict] = []
+                counts = {DECLARATION: 0, SEIZURE: 0, INSPECTION: 0}
+                for kind, rows in pending.rows.items():
+                    for record_id, at, payload in rows:
+                        if record_id in stored[kind]:
+                            if kind == INSPECTION:
+                                duplicates.append(record_id.split("|", 1)[0])
+                            elif not (kind == SEIZURE and record_id in derived):
+                                duplicates.append(record_id)  # a derived one is its inspection's duplicate
+                            continue
+                        counts[kind] += 1
+                        fresh.append(
+                            {
+                                "kind": kind,
+                                "record_id": record_id,
+                                "seq": sequence,
+                                "event_at": at,
+                                "payload": payload,
+                                "received_at": now,
+                            }
+                        )
+                if not fresh:
+                    connection.rollback()  # nothing new: no sequence number consumed
+                    return AppendResult(0, duplicates, None)
+                connection.execute(sa.insert(log_table), fresh)
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+        self._apply_until(sequence)
+        return AppendResult(
+            accepted=counts[DECLARATION],
+            duplicates=duplicates,
+            sequence=sequence,
+            seizures_accepted=counts[SEIZURE],
+            inspections_accepted=counts[INSPECTION],
+        )
+
+    def _ensure_head(self) -> None:
+        with self._engine.begin() as connection:
+            if connection.execute(sa.select(head_table.c.seq).where(head_table.c.id == 1)).first() is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(sa.insert(head_table).values(id=1, seq=0))
+                except sa.exc.IntegrityError:  # another worker inserted it first
+                    pass
+
+    @staticmethod
+    def _stored_ids(connection: sa.Connection, kind: str, record_ids: list[str]) -> set[str]:
+        stored: set[str] = set()
+        for start in range(0, len(record_ids), _ID_CHUNK):
+            chunk = record_ids[start : start + _ID_CHUNK]
+            stored.update(
+                connection.execute(
+                    sa.select(log_table.c.record_id).where(
+                        log_table.c.kind == kind, log_table.c.record_id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return stored
+
+    def _unknown_declarations(
+        self, connection: sa.Connection, declaration_ids: list[str], pending: _Pending
+    ) -> list[str]:
+        """Inspected declarations neither in the base files, nor in the log, nor in this append."""
+        if not declaration_ids:
+            return []
+        wanted = list(dict.fromkeys(declaration_ids))
+        in_base = self.base.knows_declaration(pd.Series(wanted, dtype=object))
+        missing = [d for d, known in zip(wanted, in_base, strict=True) if not known]
+        missing = [d for d in missing if d not in {r[0] for r in pending.rows[DECLARATION]}]
+        if not missing:
+            return []
+        stored = self._stored_ids(connection, DECLARATION, missing)
+        return [d for d in missing if d not in stored]
+
+    # ---- export ----------------------------------------------------------------------------
 
     def export_contract(self, out_dir: Path) -> dict[str, int]:
-        """Write the full history (base + appended) and the inspections as contract CSV files."""
+        """Write the full history (base + log) and the inspections as contract CSV files."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            declarations = pd.concat(self._declarations, ignore_index=True).sort_values(
-                "declared_at", kind="stable"
-            )
-            seizures = pd.concat(self._seizures, ignore_index=True).sort_values("seized_at", kind="stable")
+        head = self.head()
+        appended_declarations, appended_seizures = self._read_rows(0, head)
+        declarations = pd.concat(
+            [f for f in (self._base_declarations, appended_declarations) if f is not None], ignore_index=True
+        ).sort_values("declared_at", kind="stable")
+        seizures = pd.concat(
+            [f for f in (self._base_seizures, appended_seizures) if f is not None], ignore_index=True
+        ).sort_values("seized_at", kind="stable")
         with self._engine.connect() as connection:
-            inspections = pd.read_sql(
-                sa.select(
-                    inspections_table.c.declaration_id,
-                    inspections_table.c.inspected_at,
-                    inspections_table.c.result,
-                ).order_by(inspections_table.c.inspected_at),
-                connection,
-            )
+            rows = [
+                json.loads(payload)
+                for payload in connection.execute(
+                    sa.select(log_table.c.payload)
+                    .where(log_table.c.kind == INSPECTION, log_table.c.seq <= head)
+                    .order_by(log_table.c.event_at, log_table.c.record_id)
+                ).scalars()
+            ]
+        inspections = pd.DataFrame(rows, columns=["declaration_id", "inspected_at", "result"])
         for name, frame in (
             ("declarations", declarations),
             ("seizures", seizures),
             ("inspections", inspections),
         ):
-            frame.to_csv(out_dir / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S")
+            frame.to_csv(
+                out_dir / f"{name}.csv",
+                index=False,
+                date_format="%Y-%m-%dT%H:%M:%S",
+                quoting=csv.QUOTE_MINIMAL,
+            )
         return {"declarations": len(declarations), "seizures": len(seizures), "inspections": len(inspections)}
 
-    def _advance(self, declarations: pd.DataFrame | None, seizures: pd.DataFrame | None) -> None:
-        self._appends += 1
-        if self._appends % self._compact_every == 0:
-            self.history = self._rebuild()
-        else:
-            self.history = self.history.append(declarations, seizures, self._reference)
+    def log_rows(self, kinds: Iterable[str] = (DECLARATION, SEIZURE, INSPECTION)) -> int:
+        """Number of rows in the log of the given kinds."""
+        with self._engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(log_table).where(log_table.c.kind.in_(list(kinds)))
+                ).scalar_one()
+            )
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:

@@ -1,37 +1,35 @@
-"""Replay recorded scoring decisions: same model version, same history as of the decision.
+"""Replay recorded scoring decisions: same model version, same history sequence number.
 
 An auditor asks: "would the model that decided this declaration decide it the same way
-today, from what it knew then?" For each recorded decision (`serving.audit.AuditStore`)
-the replay loads the recorded model version from the registry, rebuilds the history the
-service held when it scored: the base contract files plus the rows appended through
-`/history/*` whose `received_at` is not later than the decision's `scored_at`, computes
-the online features (`features.definitions.compute_online_features`) and scores them.
+today, from what it knew then?" Each recorded decision (`serving.audit.AuditStore`) names
+its model version and the history log's sequence number it was scored at. Replay loads
+that version from the registry, rebuilds the history at that number (base contract files
+plus the log rows up to it: `HistoryStore.history_at`, which reuses the live index where
+it can), computes the online features and scores them. Features are a pure function of the
+declaration and that history, so a decision replays identically on any worker or replica,
+whatever was appended since. The stored declaration is also re-hashed against the hash
+recorded with the decision.
 
-A decision made in a batch saw the other declarations of its batch, so the whole recorded
-request is re-scored together, in the recorded order. The stored declaration is also
-re-hashed against the hash recorded with the decision.
+Decisions recorded before sequence numbers existed (no `history_seq`) are replayed at the
+latest append received at or before their decision time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pandas as pd
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
 from features.definitions import compute_online_features
-from features.history import History
-from features.reference import ReferenceTables
-from features.validation import load_contract_tables
+from features.reference import load_reference
 from serving.audit import AuditRecord, AuditStore, declaration_hash
 from serving.engine import LoadedModel, ModelLoadError, load_model
-from serving.frames import declaration_columns, declarations_frame, seizures_frame
-from serving.history_store import declarations_table, make_engine, seizures_table
+from serving.frames import declaration_columns
+from serving.history_store import HistoryStore, log_table
 from serving.schemas import Declaration
 from serving.settings import ServiceSettings
 
@@ -47,6 +45,7 @@ class ReplayResult:
     declaration_id: str
     scored_at: dt.datetime
     model_version: str
+    history_seq: int
     recorded_score: float
     recorded_channel: str
     replayed_score: float
@@ -64,69 +63,82 @@ class ReplayResult:
         return self.matches and self.declaration_intact
 
 
-@dataclass(frozen=True)
-class _Appended:
-    """Rows appended through `/history/*`, oldest receipt first."""
-
-    declarations: pd.DataFrame
-    declarations_received: pd.Series  # naive UTC, aligned with `declarations`
-    seizures: pd.DataFrame
-    seizures_received: pd.Series
-
-
 class Replayer:
-    """Replays decisions, loading each model version, the base history and the appended rows once."""
+    """Replays decisions against a history store, loading each model version once.
 
-    def __init__(self, settings: ServiceSettings, audit: AuditStore) -> None:
+    In the service, `store` is the worker's live store and `models` its loaded model(s);
+    the command line opens its own store from the settings.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        audit: AuditStore,
+        store: HistoryStore | None = None,
+        models: Iterable[LoadedModel] = (),
+    ) -> None:
         self.settings = settings
         self.audit = audit
-        self._models: dict[tuple[str, str], LoadedModel] = {}
-        self._base: tuple[pd.DataFrame, pd.DataFrame] | None = None
-        self._appended: _Appended | None = None
-        self._histories: dict[tuple[int, int], History] = {}
+        self._store = store
+        self._models: dict[tuple[str, str], LoadedModel] = {(m.name, m.version): m for m in models}
+
+    @property
+    def store(self) -> HistoryStore:
+        """The history store (opened from the settings on first use when none was given)."""
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
 
     def replay(self, declaration_id: str) -> list[ReplayResult]:
         """Every recorded decision about one declaration, replayed; oldest first."""
         return self.replay_records(self.audit.get(declaration_id))
 
     def replay_records(self, decisions: Iterable[AuditRecord]) -> list[ReplayResult]:
-        """Replay the given recorded decisions (each with the whole request it was part of)."""
-        by_request: dict[str, dict[str, tuple[float, str]]] = {}
+        """Replay the given recorded decisions, grouped by model version and history sequence."""
+        decisions = list(decisions)
+        groups: dict[tuple[str, str, int], list[AuditRecord]] = {}
+        for decision in decisions:
+            key = (decision.model_name, decision.model_version, self._sequence_of(decision))
+            groups.setdefault(key, []).append(decision)
+        replayed: dict[tuple[str, str], tuple[float, str, int]] = {}
+        for (name, version, sequence), records in groups.items():
+            model = self._model(name, version)
+            history = self.store.history_at(sequence)
+            rows = [Declaration.model_validate(r.declaration).model_dump() for r in records]
+            features = compute_online_features(declaration_columns(rows), history, model.reference)
+            batch = model.scorer.score(features, explain=False)
+            for record, score, channel in zip(records, batch.risk_score, batch.channel, strict=True):
+                replayed[record.request_id, record.declaration_id] = (float(score), str(channel), sequence)
         results = []
         for decision in decisions:
-            if decision.request_id not in by_request:
-                by_request[decision.request_id] = self._replay_request(decision.request_id)
-            replayed_score, replayed_channel = by_request[decision.request_id][decision.declaration_id]
+            score, channel, sequence = replayed[decision.request_id, decision.declaration_id]
             results.append(
                 ReplayResult(
                     request_id=decision.request_id,
                     declaration_id=decision.declaration_id,
                     scored_at=decision.scored_at,
                     model_version=decision.model_version,
+                    history_seq=sequence,
                     recorded_score=decision.risk_score,
                     recorded_channel=decision.channel,
-                    replayed_score=replayed_score,
-                    replayed_channel=replayed_channel,
-                    matches=abs(replayed_score - decision.risk_score) <= SCORE_TOLERANCE
-                    and replayed_channel == decision.channel,
+                    replayed_score=score,
+                    replayed_channel=channel,
+                    matches=abs(score - decision.risk_score) <= SCORE_TOLERANCE
+                    and channel == decision.channel,
                     declaration_intact=declaration_hash(decision.declaration) == decision.declaration_sha256,
                 )
             )
         return results
 
-    def _replay_request(self, request_id: str) -> dict[str, tuple[float, str]]:
-        """Re-score every declaration of one recorded request together; {declaration_id: (score, channel)}."""
-        records = self.audit.by_request(request_id)
-        first = records[0]
-        model = self._model(first.model_name, first.model_version)
-        history = self._history_at(first.scored_at, model.reference)
-        declarations = [Declaration.model_validate(r.declaration).model_dump() for r in records]
-        features = compute_online_features(declaration_columns(declarations), history, model.reference)
-        batch = model.scorer.score(features, explain=False)
-        return {
-            record.declaration_id: (float(score), str(channel))
-            for record, score, channel in zip(records, batch.risk_score, batch.channel, strict=True)
-        }
+    def _sequence_of(self, decision: AuditRecord) -> int:
+        if decision.history_seq is not None:
+            return decision.history_seq
+        cutoff = decision.scored_at.astimezone(dt.UTC).replace(tzinfo=None)
+        with self.store._engine.connect() as connection:
+            found = connection.execute(
+                sa.select(sa.func.max(log_table.c.seq)).where(log_table.c.received_at <= cutoff)
+            ).scalar_one()
+        return int(found or 0)
 
     def _model(self, name: str, version: str) -> LoadedModel:
         key = (name, version)
@@ -135,91 +147,33 @@ class Replayer:
             self._models[key] = load_model(pinned)
         return self._models[key]
 
-    def _history_at(self, scored_at: dt.datetime, reference: ReferenceTables) -> History:
-        """Base history plus the appended rows received at or before `scored_at`."""
-        base_declarations, base_seizures = self._base_tables()
-        appended = self._appended_rows()
-        cutoff = pd.Timestamp(scored_at.astimezone(dt.UTC).replace(tzinfo=None))
-        # Rows are sorted by receipt time, so what the service knew is a prefix of each table.
-        n_declarations = int((appended.declarations_received <= cutoff).sum())
-        n_seizures = int((appended.seizures_received <= cutoff).sum())
-        key = (n_declarations, n_seizures)
-        if key not in self._histories:
-            declarations = pd.concat(
-                [base_declarations, appended.declarations.iloc[:n_declarations]], ignore_index=True
-            ).sort_values("declared_at", kind="stable", ignore_index=True)
-            seizures = pd.concat([base_seizures, appended.seizures.iloc[:n_seizures]], ignore_index=True)
-            self._histories[key] = History.build(declarations, seizures, reference)
-        return self._histories[key]
 
-    def _base_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if self._base is None:
-            tables = load_contract_tables(
-                self.settings.history_declarations, self.settings.history_seizures, None, rejects_dir=None
-            )
-            self._base = (tables.declarations, tables.seizures)
-        return self._base
-
-    def _appended_rows(self) -> _Appended:
-        if self._appended is None:
-            self._appended = _read_appended(self.settings.history_db)
-        return self._appended
-
-
-def _read_appended(url: str) -> _Appended:
-    """Appended declarations and seizures with their receipt times, straight from the history DB."""
-    engine = make_engine(url)
-    try:
-        names = set(sa.inspect(engine).get_table_names())
-        with engine.connect() as connection:
-            declaration_rows = (
-                list(
-                    connection.execute(
-                        sa.select(declarations_table.c.payload, declarations_table.c.received_at).order_by(
-                            declarations_table.c.received_at, declarations_table.c.declared_at
-                        )
-                    )
-                )
-                if declarations_table.name in names
-                else []
-            )
-            seizure_rows = (
-                list(
-                    connection.execute(
-                        sa.select(seizures_table.c.payload, seizures_table.c.received_at).order_by(
-                            seizures_table.c.received_at, seizures_table.c.seized_at
-                        )
-                    )
-                )
-                if seizures_table.name in names
-                else []
-            )
-    finally:
-        engine.dispose()
-    return _Appended(
-        declarations=declarations_frame([_decoded(row.payload, "declared_at") for row in declaration_rows]),
-        declarations_received=pd.Series(
-            [row.received_at for row in declaration_rows], dtype="datetime64[us]"
-        ),
-        seizures=seizures_frame([_decoded(row.payload, "seized_at") for row in seizure_rows]),
-        seizures_received=pd.Series([row.received_at for row in seizure_rows], dtype="datetime64[us]"),
+def open_store(settings: ServiceSettings) -> HistoryStore:
+    """The history store the settings name (base files + SQL log), for replay outside the service."""
+    return HistoryStore.open(
+        settings.history_db, settings.history_declarations, settings.history_seizures, load_reference()
     )
 
 
-def _decoded(payload: str, time_field: str) -> dict:
-    # Payloads are `json.dumps(model_dump(), default=str)`: the event time is str(datetime).
-    record = json.loads(payload)
-    record[time_field] = dt.datetime.fromisoformat(record[time_field])
-    return record
-
-
-def replay_decision(declaration_id: str, settings: ServiceSettings, audit: AuditStore) -> list[ReplayResult]:
+def replay_decision(
+    declaration_id: str,
+    settings: ServiceSettings,
+    audit: AuditStore,
+    store: HistoryStore | None = None,
+    models: Iterable[LoadedModel] = (),
+) -> list[ReplayResult]:
     """Replay every recorded decision about `declaration_id` (oldest first); empty if none was recorded.
 
     `settings` says where the registry, the base history files and the history DB are;
-    the model version comes from each decision, not from the settings.
+    the model version and history sequence come from each decision, not from the settings.
     """
-    return Replayer(settings, audit).replay(declaration_id)
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        return Replayer(settings, audit, store, models).replay(declaration_id)
+    finally:
+        if own:
+            store.close()
 
 
 def replay_table(declaration_id: str, results: list[ReplayResult]) -> Table:
@@ -229,6 +183,7 @@ def replay_table(declaration_id: str, results: list[ReplayResult]) -> Table:
         "request",
         "scored at (UTC)",
         "model",
+        "history seq",
         "recorded",
         "replayed",
         "difference",
@@ -243,6 +198,7 @@ def replay_table(declaration_id: str, results: list[ReplayResult]) -> Table:
             r.request_id,
             r.scored_at.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
             f"v{r.model_version}",
+            str(r.history_seq),
             f"{r.recorded_score:.12f} {r.recorded_channel}",
             f"{r.replayed_score:.12f} {r.replayed_channel}",
             f"{r.score_difference:+.2e}",

@@ -117,8 +117,13 @@ class Inspection(BaseModel):
 
 class OutcomeAck(BaseModel):
     inspections_accepted: int
-    seizures_accepted: int
+    seizures_accepted: int = Field(
+        description="seizures stored: reported ones and those SEIZURE inspections add"
+    )
     duplicates: list[str]
+    history_sequence: int | None = Field(
+        None, description="sequence number of this append in the history log (null: nothing new stored)"
+    )
 
 
 class Reason(BaseModel):
@@ -146,6 +151,7 @@ class DeclarationScore(BaseModel):
 
 class ScoreResponse(BaseModel):
     request_id: str
+    history_sequence: int = Field(description="the history log was applied up to this append when scoring")
     scores: list[DeclarationScore]
 
 
@@ -153,6 +159,9 @@ class HistoryAck(BaseModel):
     accepted: int
     duplicates: list[str] = Field(description="ids already in the history (not added again)")
     history_declarations: int
+    history_sequence: int | None = Field(
+        None, description="sequence number of this append in the history log (null: nothing new stored)"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -163,3 +172,7 @@ class ModelInfo(BaseModel):
     feature_set: dict
     test_metrics: dict
     inspection_policy: dict
+    refused_versions: dict[str, str] = Field(
+        default_factory=dict, description="versions the alias named that failed verification, with the reason"
+    )
+    history_sequence: int | None = None

@@ -4,12 +4,19 @@ Endpoints: POST /score (scorer), POST /history/declarations and /history/seizure
 (analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor); BentoML's
 /livez, /readyz (ready only when model and history are loaded), /metrics, the OpenAPI
 document (/docs.json) and docs page (/). Every scoring decision is committed to the audit
-store before its response is sent. One worker: the history store lives in the worker's
-memory (a second worker would not see the first one's appends).
+store before its response is sent.
+
+Any number of workers and replicas: the history, the audit trail and the registry live in
+SQL stores and MLflow, shared by all. Each request applies the history log up to its
+committed head before scoring (an append acknowledged before a request starts is in its
+answer, on any worker); each worker follows the registry alias and switches models between
+requests. Importing this module reads configuration but opens nothing and needs no secret
+(`bentoml build` imports it); tokens are read when a worker starts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import uuid
@@ -30,6 +37,7 @@ from features.definitions import FEATURE_SET  # noqa: E402
 from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
+from serving.history_store import UnknownDeclarationError  # noqa: E402
 from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
 from serving.runtime import settle_garbage_collector  # noqa: E402
 from serving.schemas import (  # noqa: E402
@@ -46,17 +54,6 @@ from serving.settings import ServiceSettings  # noqa: E402
 log = logging.getLogger("serving")
 SETTINGS = ServiceSettings.from_env()
 MAX_BATCH = SETTINGS.max_batch
-REGISTRY = TokenRegistry.from_env()
-DEMO_MODE = demo_mode_from_env()
-if REGISTRY is None and not DEMO_MODE:
-    raise AuthConfigError(
-        "no API tokens configured: set DIVERSION_TOKENS_FILE (see `python -m serving.auth --help`) "
-        "or DIVERSION_TOKENS; for a local demo only, set DIVERSION_DEMO_MODE=true"
-    )
-if REGISTRY is None:
-    log.warning("=" * 72)
-    log.warning("DEMO MODE: NO AUTHENTICATION. Every caller has every role. Never use this in production.")
-    log.warning("=" * 72)
 
 info_app = FastAPI(
     title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None
@@ -69,6 +66,12 @@ _AS_RECEIVED = TypeAdapter(list[Declaration])
 
 class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Unprocessable(BentoMLException):
+    """The request is well formed but names something the history does not hold (422)."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 def _as_received(declarations: list[Declaration], ctx: bentoml.Context) -> list[dict]:
@@ -90,7 +93,7 @@ def _caller(ctx: bentoml.Context) -> str:
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="diversion_risk", workers=1, traffic={"timeout": 120})
+@bentoml.service(name="diversion_risk", workers=SETTINGS.workers, traffic={"timeout": 120})
 class DiversionRiskService:
     """Risk score, inspection channel and reasons for export declarations."""
 
@@ -105,10 +108,11 @@ class DiversionRiskService:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
             log.warning(
-                "ready: model %s v%s, %d declarations in history",
+                "ready: model %s v%s, %d declarations in history (log applied up to append %d)",
                 self.engine.model.name,
                 self.engine.model.version,
                 self.engine.store.declaration_count,
+                self.engine.store.sequence,
             )
         except Exception as exc:  # any failure: stay up, not ready, and say exactly why
             self.engine = None
@@ -133,16 +137,20 @@ class DiversionRiskService:
         """Score 1..N declarations; results in request order; each decision audited before the answer."""
         engine = self._engine()
         request_id = uuid.uuid4().hex
-        history, scored_at = engine.store.snapshot()
-        results = engine.score(declaration_columns(declarations), scored_at=scored_at, history=history)
+        model = engine.model  # read once: the alias may move while this request runs
+        view = engine.store.current()  # every append committed before now is applied
+        scored_at = dt.datetime.now(dt.UTC)
+        results = engine.score(
+            declaration_columns(declarations), scored_at=scored_at, history=view.history, model=model
+        )
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
         batch = DecisionBatch.build(
             request_id=request_id,
             caller=_caller(ctx),
-            model_name=engine.model.name,
-            model_version=engine.model.version,
+            model_name=model.name,
+            model_version=model.version,
             feature_set_version=FEATURE_SET.version,
             scored_at=scored_at,
             declaration_ids=[result["declaration_id"] for result in results],
@@ -151,10 +159,12 @@ class DiversionRiskService:
             channels=[result["channel"] for result in results],
             reasons=[result["reasons"] for result in results],
             rule_hits=[result["rule_hits"] for result in results],
+            history_seq=view.sequence,
         )
         self.audit.record(batch)  # committed before the response exists
         return Response(  # type: ignore[return-value]
-            orjson.dumps({"request_id": request_id, "scores": results}), media_type="application/json"
+            orjson.dumps({"request_id": request_id, "history_sequence": view.sequence, "scores": results}),
+            media_type="application/json",
         )
 
     @bentoml.api(route="/history/declarations")
@@ -168,6 +178,7 @@ class DiversionRiskService:
             accepted=result.accepted,
             duplicates=result.duplicates,
             history_declarations=engine.store.declaration_count,
+            history_sequence=result.sequence,
         )
 
     @bentoml.api(route="/history/seizures")
@@ -181,6 +192,7 @@ class DiversionRiskService:
             accepted=result.accepted,
             duplicates=result.duplicates,
             history_declarations=engine.store.declaration_count,
+            history_sequence=result.sequence,
         )
 
     @bentoml.api(route="/outcomes")
@@ -189,14 +201,19 @@ class DiversionRiskService:
         inspections: Annotated[list[Inspection], Field(max_length=MAX_BATCH)] = [],  # noqa: B006
         seizures: Annotated[list[Seizure], Field(max_length=MAX_BATCH)] = [],  # noqa: B006
     ) -> OutcomeAck:
-        """Inspection results and seizure reports: stored durably, in the history at once, exported for retraining."""
+        """Inspection results and seizure reports: one transaction (all or nothing), in the history at once."""
         engine = self._engine()
-        found = engine.store.add_seizures([s.model_dump() for s in seizures]) if seizures else None
-        checked = engine.store.add_inspections([i.model_dump() for i in inspections]) if inspections else None
+        try:
+            result = engine.store.record_outcomes(
+                [i.model_dump() for i in inspections], [s.model_dump() for s in seizures]
+            )
+        except UnknownDeclarationError as exc:
+            raise Unprocessable(str(exc)) from exc
         return OutcomeAck(
-            inspections_accepted=checked.accepted if checked else 0,
-            seizures_accepted=found.accepted if found else 0,
-            duplicates=(checked.duplicates if checked else []) + (found.duplicates if found else []),
+            inspections_accepted=result.inspections_accepted,
+            seizures_accepted=result.seizures_accepted,
+            duplicates=result.duplicates,
+            history_sequence=result.sequence,
         )
 
     @info_app.get("/model")
@@ -229,11 +246,42 @@ class DiversionRiskService:
             raise HTTPException(
                 status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
             )
-        results = replay_decision(declaration_id[:64], self.settings, self.audit)
+        engine = self.engine
+        results = replay_decision(
+            declaration_id[:64],
+            self.settings,
+            self.audit,
+            store=engine.store if engine is not None else None,
+            models=[engine.model] if engine is not None else (),
+        )
         return [{**r.__dict__, "scored_at": r.scored_at.isoformat(), "verified": r.verified} for r in results]
 
 
-DiversionRiskService.add_asgi_middleware(AuthMiddleware, registry=REGISTRY, demo_mode=DEMO_MODE)
+class EnvironmentAuth(AuthMiddleware):
+    """`AuthMiddleware` with the tokens of the environment, read when a worker builds its app.
+
+    Not at import: `bentoml build` imports this module without any secret. A worker without
+    tokens (and not in demo mode) fails to start, saying which variable to set.
+    """
+
+    def __init__(self, app) -> None:
+        registry = TokenRegistry.from_env()
+        demo = demo_mode_from_env()
+        if registry is None and not demo:
+            raise AuthConfigError(
+                "no API tokens configured: set DIVERSION_TOKENS_FILE (see `python -m serving.auth --help`) "
+                "or DIVERSION_TOKENS; for a local demo only, set DIVERSION_DEMO_MODE=true"
+            )
+        if registry is None:
+            log.warning("=" * 72)
+            log.warning(
+                "DEMO MODE: NO AUTHENTICATION. Every caller has every role. Never use this in production."
+            )
+            log.warning("=" * 72)
+        super().__init__(app, registry=registry, demo_mode=demo)
+
+
+DiversionRiskService.add_asgi_middleware(EnvironmentAuth)
 DiversionRiskService.add_asgi_middleware(
     RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH
 )

@@ -26,7 +26,18 @@ class ServiceSettings(BaseModel):
     audit_schema: str | None = Field(None, description="PostgreSQL schema of the audit tables")
     max_batch: int = Field(10_000, gt=0)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
-    compact_every: int = Field(64, gt=0, description="rebuild the history index after this many appends")
+    compact_every: int = Field(
+        64, gt=0, description="re-index the log as one segment after this many applied appends"
+    )
+    history_poll_seconds: float = Field(
+        1.0, gt=0, description="how often an idle worker applies new log rows (requests always check)"
+    )
+    model_poll_seconds: float = Field(
+        10.0, ge=0, description="how often a worker checks the registry alias for a new version (0: never)"
+    )
+    workers: int = Field(
+        1, gt=0, description="worker processes of `bentoml serve` (all share the SQL stores)"
+    )
 
     @property
     def model_uri(self) -> str:

@@ -145,8 +145,8 @@ def test_every_recorded_decision_replays_identically(recorded, audit) -> None:
     assert {r.model_version for r in results} == {recorded["outcome"].model_version}
 
 
-def test_batch_members_saw_each_other(recorded, audit) -> None:
-    """Why a batch is replayed as a whole: its members' features count the members filed before them."""
+def test_batch_members_are_scored_as_if_alone(recorded, audit) -> None:
+    """A request's declarations never act as history for each other: alone or together, one answer."""
     from features.definitions import compute_online_features
     from serving.frames import declaration_columns
     from serving.schemas import Declaration
@@ -155,17 +155,16 @@ def test_batch_members_saw_each_other(recorded, audit) -> None:
     batch = audit.by_request(audit.get(recorded["records"][BATCH][0]["declaration_id"])[0].request_id)
     assert [r.declaration_id for r in batch] == [r["declaration_id"] for r in recorded["records"][BATCH]]
     assert all(r.matches for r in replayer.replay_records(batch))
+    assert len({r.history_seq for r in batch}) == 1 and batch[0].history_seq is not None
     model = replayer._model(batch[0].model_name, batch[0].model_version)
-    history = replayer._history_at(batch[0].scored_at, model.reference)
+    history = replayer.store.history_at(batch[0].history_seq)
     declarations = [Declaration.model_validate(r.declaration).model_dump() for r in batch]
     together = compute_online_features(declaration_columns(declarations), history, model.reference)
     alone = pd.concat(
         [compute_online_features(declaration_columns([d]), history, model.reference) for d in declarations],
         ignore_index=True,
     )
-    # The batch is in filing order: its first member has no earlier member to see, the others do.
-    pd.testing.assert_series_equal(together.iloc[0], alone.iloc[0])
-    assert not together.iloc[1:].equals(alone.iloc[1:])
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
 
 
 def test_a_tampered_score_is_reported_as_a_mismatch(recorded, tampered) -> None:
