@@ -21,6 +21,7 @@ gives the same answer, and replay rebuilds the history at any recorded number.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -176,6 +177,7 @@ class HistoryStore:
         self._base_seizures = base_seizures
         self._base_seizure_ids = frozenset(base_seizures["seizure_id"].astype("str"))
         self._apply_lock = threading.Lock()
+        self._local = threading.local()
         create_schema(engine, _metadata)
         self._ensure_head()
         self._head_sql = str(
@@ -214,9 +216,41 @@ class HistoryStore:
     # ---- reading ---------------------------------------------------------------------------
 
     def head(self) -> int:
-        """The committed head of the log: the sequence number of the latest append (0: none)."""
-        with self._engine.connect() as connection:
-            return int(connection.exec_driver_sql(self._head_sql).scalar_one())
+        """The committed head of the log: the sequence number of the latest append (0: none).
+
+        One primary-key read on a connection this thread keeps for the purpose, in autocommit
+        (no pool checkout, no pre-ping, no transaction): the per-request cost of consistency.
+        """
+        local = self._local
+        for attempt in (1, 2):
+            connection = getattr(local, "connection", None)
+            try:
+                if connection is None:
+                    connection = local.connection = self._head_connection()
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(self._head_sql)
+                    return int(cursor.fetchone()[0])
+                finally:
+                    cursor.close()
+            except self._engine.dialect.loaded_dbapi.Error:
+                local.connection = None  # dropped by the server: reconnect once
+                with contextlib.suppress(Exception):
+                    connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _head_connection(self):
+        """A driver connection of its own, in autocommit, for `head` (kept per thread)."""
+        proxied = self._engine.raw_connection()
+        connection = proxied.driver_connection
+        proxied.detach()  # out of the pool: this thread keeps it
+        if self._engine.dialect.name == "sqlite":
+            connection.isolation_level = None
+        else:
+            connection.autocommit = True
+        return connection
 
     def current(self) -> HistoryView:
         """The history with every append committed before this call applied (what /score uses)."""

@@ -50,3 +50,31 @@ def prepare_deployment(
 def deployment_setup():
     """`prepare_deployment`, as a fixture (test modules cannot import conftest under importlib mode)."""
     return prepare_deployment
+
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_database():
+    """A fresh PostgreSQL database on 127.0.0.1:5432 for one test (URL), dropped afterwards."""
+    import socket
+    import uuid
+
+    import sqlalchemy as sa
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            pass
+    except OSError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
+    name = f"replicas_{uuid.uuid4().hex}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
