@@ -26,7 +26,7 @@ from features.history import (
 from features.reference import ReferenceTables
 
 FEATURE_SET_NAME = "declaration_diversion_risk"
-FEATURE_SET_VERSION = "1.0.0"
+FEATURE_SET_VERSION = "1.1.0"
 
 #: Pseudo-count of the smoothed seizure rates (how many declarations' worth of prior).
 RATE_SMOOTHING = 50.0
@@ -239,29 +239,16 @@ def compute_features(
 def compute_online_features(
     declarations: pd.DataFrame | dict[str, np.ndarray], history: History, reference: ReferenceTables
 ) -> pd.DataFrame:
-    """Features of newly filed declarations against a history store (the service's path).
+    """Features of declarations against a history store, as of each one's filing time (the service's path).
 
-    Declarations of one batch see each other as they would in the offline history: each
-    row counts the batch's rows filed strictly before it. Rows already in the history are
-    not counted twice. A single declaration skips the extra segment (nothing to see).
+    Scoring never adds its own declarations to the history: each row is computed against
+    `history` alone, so a declaration scores the same alone and inside any batch (rows of
+    one request are not history for each other; a filing system records declarations
+    through the history store). A declaration already in the history is fine: features
+    count only what happened strictly before its filing time, never the row itself.
     """
     columns = columns_of(declarations)
-    keys = declaration_keys(columns)
-    known_codes = None
-    if len(columns["declaration_id"]) > 1:
-        unknown = ~history.knows_declaration(columns["declaration_id"])
-        if unknown.all():  # the usual case: the batch segment holds exactly these keys, as codes
-            # one query of the stored history serves the batch's first sightings and its features
-            prior_query = history.query(keys, to_seconds(columns["declared_at"]))
-            history, batch_codes = history.append_with_codes(
-                columns, None, reference, keys=keys, prior_query=prior_query
-            )
-            known_codes = {**prior_query.known_codes, **batch_codes}
-        elif unknown.any():
-            batch = {name: values[unknown] for name, values in columns.items()}
-            batch_keys = {name: values[unknown] for name, values in keys.items()}
-            history = history.append(batch, None, reference, keys=batch_keys)
-    features = compute_features(columns, history, reference, keys=keys, known_codes=known_codes)
+    features = compute_features(columns, history, reference, keys=declaration_keys(columns))
     if isinstance(declarations, pd.DataFrame):
         features.index = declarations.index
     return features

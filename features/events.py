@@ -9,6 +9,11 @@ declarations (online, in the service): events are sorted by a composite
 binary searches. Appending later events never changes an earlier answer, by construction.
 
 Time resolution is one second: two events filed in the same second do not see each other.
+
+Answers never depend on how a history was cut into indexes: values are quantised to a
+multiple of ``2**-QUANTUM_BITS`` when indexed (`quantise`), so every prefix sum and every
+sum of segments' answers is exact in float64, and events may carry a signed integer
+weight (a first sighting moved earlier by a later segment retracts the old one).
 """
 
 from __future__ import annotations
@@ -23,6 +28,19 @@ _TIME_BITS = 34  # seconds since 1970 fit in 34 bits until the year 2514
 _TIME_MASK = (1 << _TIME_BITS) - 1
 #: A time later than any event: "as of the end of the history".
 END_OF_TIME = _TIME_MASK
+
+#: Indexed values are multiples of 2**-QUANTUM_BITS. Sums of such values are exact in
+#: float64 while their running total stays below 2**(53 - QUANTUM_BITS) = 2**37: e.g.
+#: 50 million squared logs of magnitude up to ~2,700, far beyond the feature set's values
+#: (log weights and values up to ~30, their squares up to ~900). Exact sums make an
+#: index's answers independent of how its events were split into segments.
+QUANTUM_BITS = 16
+_QUANTUM = float(1 << QUANTUM_BITS)
+
+
+def quantise(values: np.ndarray) -> np.ndarray:
+    """Values rounded to the nearest multiple of 2**-QUANTUM_BITS (float64; exact arithmetic)."""
+    return np.round(np.asarray(values, dtype=np.float64) * _QUANTUM) / _QUANTUM
 
 
 def to_seconds(times: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
@@ -51,6 +69,9 @@ class KeyedEvents:
     seconds: np.ndarray
     prefix: np.ndarray  # (n_events + 1, n_values) exclusive prefix sums
     value_names: tuple[str, ...]
+    #: exclusive prefix sums of the events' integer weights (float64); None when every
+    #: weight is 1 (then a count is a difference of positions)
+    weight_prefix: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -59,11 +80,15 @@ class KeyedEvents:
         seconds: np.ndarray,
         values: dict[str, np.ndarray] | None = None,
         vocabulary: pd.Index | None = None,
+        weights: np.ndarray | None = None,
     ) -> KeyedEvents:
         """Index events; rows whose key is missing (None) are not events of any entity.
 
         With `vocabulary` (distinct keys, object dtype), `keys` are already codes in it
         (int, -1 for missing): several indexes over one entity kind share one code book.
+        Values are quantised (`quantise`) so that sums are exact. `weights` (integers,
+        +1 or -1) make counts sums of weights; first/last seconds then still report
+        events of any sign.
         """
         values = values or {}
         if vocabulary is None:
@@ -81,14 +106,21 @@ class KeyedEvents:
         names = tuple(values)
         matrix = np.zeros((len(order) + 1, len(names)), dtype=np.float64)
         for j, name in enumerate(names):
-            column = np.asarray(values[name], dtype=np.float64)[present][order]
+            column = quantise(np.asarray(values[name], dtype=np.float64)[present][order])
             np.cumsum(column, out=matrix[1:, j])
+        weight_prefix = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)[present][order]
+            if (w != 1.0).any():
+                weight_prefix = np.zeros(len(order) + 1, dtype=np.float64)
+                np.cumsum(w, out=weight_prefix[1:])
         return cls(
             keys=uniques if vocabulary is not None else pd.Index(uniques, dtype=object),
             composite=composite[order],
             seconds=secs[order],
             prefix=matrix,
             value_names=names,
+            weight_prefix=weight_prefix,
         )
 
     def __len__(self) -> int:
@@ -120,10 +152,14 @@ class KeyedEvents:
             base = code << _TIME_BITS
             second = int(np.asarray(seconds, dtype=np.int64)[0])
             lo, hi = self.composite.searchsorted([base, base | second], side="left").tolist()
+            if self.weight_prefix is not None:
+                return np.array([self.weight_prefix[hi] - self.weight_prefix[lo]], dtype=np.float64)
             return np.array([hi - lo], dtype=np.float64)
         known = codes >= 0
         base = np.where(known, codes, 0) << _TIME_BITS
         lo, hi = _search(self.composite, base, base | np.asarray(seconds, dtype=np.int64))
+        if self.weight_prefix is not None:
+            return np.where(known, self.weight_prefix[hi] - self.weight_prefix[lo], 0.0)
         return np.where(known, hi - lo, 0).astype(np.float64)
 
     def as_of(
@@ -144,7 +180,8 @@ class KeyedEvents:
         starts = [base | np.maximum(secs - days * 86_400, 0) for days in windows_days]
         lo, hi, *window_starts = _search(self.composite, base, base | secs, *starts)
         hi = np.where(known, hi, lo)
-        count = (hi - lo).astype(np.float64)
+        weighted = self.weight_prefix
+        count = (hi - lo).astype(np.float64) if weighted is None else weighted[hi] - weighted[lo]
         sums = {name: self.prefix[hi, j] - self.prefix[lo, j] for j, name in enumerate(self.value_names)}
         has_any = hi > lo
         if len(self.seconds):
@@ -155,7 +192,11 @@ class KeyedEvents:
             last = np.full(len(secs), np.nan)
         windows: dict[int, np.ndarray] = {}
         for days, w in zip(windows_days, window_starts, strict=True):
-            windows[days] = np.where(known, hi - np.maximum(w, lo), 0).astype(np.float64)
+            start = np.maximum(w, lo)
+            in_window = (
+                (hi - start).astype(np.float64) if weighted is None else weighted[hi] - weighted[start]
+            )
+            windows[days] = np.where(known, in_window, 0.0)
         return AsOf(count=count, sums=sums, first_seconds=first, last_seconds=last, window_counts=windows)
 
 

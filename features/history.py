@@ -1,9 +1,19 @@
 """The export history as point-in-time event indexes, shared by training and the service.
 
 `History.build` indexes a whole history (training, backtests, the service's start-up);
-`History.append` adds later declarations and seizures as a new segment (the service's
+`History.append` adds declarations and seizures as a new segment (the service's
 `/history/*` endpoints) without rebuilding what is already indexed. Feature code only
 ever asks a `History` "what was known strictly before t" (see `features.events`).
+
+Every answer is a function of the set of rows only: any split of the same rows into a
+build and appends, in any arrival order, answers exactly as `History.build` of all rows.
+Rows may arrive out of time order (back-dated declarations; seizures before the
+declarations they name), so a segment also records what a later segment needs to correct
+the running answer: the earliest second of each relationship it saw (a later, earlier
+sighting retracts it with a -1 event) and the seizures naming declarations not yet known
+("pending"; the segment carrying the declaration adds their attributed events). A
+declaration id counts once: a later row with a known id is ignored, in a build as in an
+append (the contract validator refuses duplicates anyway).
 """
 
 from __future__ import annotations
@@ -16,11 +26,11 @@ import pandas as pd
 
 from features.events import (
     ENCODE_BY_DICT_MAX,
-    END_OF_TIME,
     AsOf,
     KeyedEvents,
     encode,
     merge_as_of,
+    quantise,
     to_seconds,
 )
 from features.reference import ReferenceTables
@@ -122,6 +132,12 @@ class Segment:
     ids: pd.Index  # declaration ids of the slice (object dtype; its hash table is reused)
     attribute_values: dict[str, np.ndarray]  # `_ATTRIBUTE_COLUMNS` of those declarations
     vocabularies: dict[str, pd.Index]  # entity kind -> the code book its indexes share
+    #: relationship kind ("pair", "exporter_destination") -> earliest second of each code
+    #: in this segment's declarations (`_NEVER` for none)
+    first_seen: dict[str, np.ndarray] = field(default_factory=dict)
+    #: seizures of this segment naming a declaration unknown when it was indexed
+    #: (`_PENDING_COLUMNS` and their seized second)
+    pending: pd.DataFrame | None = None
 
     @functools.cached_property
     def attributes(self) -> pd.DataFrame:
@@ -171,10 +187,18 @@ class History:
         reference: ReferenceTables,
         keys: dict[str, np.ndarray] | None = None,
     ) -> History:
-        """A new History with later declarations and/or seizures added as one segment.
+        """A new History with declarations and/or seizures added as one segment.
 
+        The rows may be of any time (back-dated declarations, seizures naming declarations
+        not yet recorded): the result answers as `History.build` of all rows would.
+        Declarations whose id is already known are ignored. `self` is not changed (readers
+        holding it keep a consistent view); appending nothing returns `self`.
         `keys` may pass the declarations' `declaration_keys`, when the caller has them already.
         """
+        if (declarations is None or not len(declarations["declaration_id"])) and (
+            seizures is None or not len(seizures)
+        ):
+            return self
         return self.append_with_codes(declarations, seizures, reference, keys)[0]
 
     def append_with_codes(
@@ -189,14 +213,14 @@ class History:
 
         The codes are keyed `(segment position, entity kind)` as `History.query` takes them:
         a query about exactly the appended declarations need not encode its keys again.
-        `prior_query` may pass this history's query about exactly those declarations' `keys`
-        (the new segment's first sightings then reuse its codes).
+        An ignored (already known) declaration gets the codes its keys have in the new
+        segment (-1 where no recorded row shares them). `prior_query` is accepted for
+        compatibility and not needed.
         """
+        del prior_query
         declarations = declarations if declarations is not None else _empty_like_declarations()
         seizures = seizures if seizures is not None else _empty_like_seizures()
-        segment, codes = _build_segment(
-            declarations, seizures, reference, prior=self, keys=keys, prior_query=prior_query
-        )
+        segment, codes = _build_segment(declarations, seizures, reference, prior=self, keys=keys)
         position = len(self.segments)
         return History(segments=(*self.segments, segment)), {(position, k): c for k, c in codes.items()}
 
@@ -353,46 +377,60 @@ def _empty_like_seizures() -> pd.DataFrame:
     return frame
 
 
-def _first_sightings(
-    keys: np.ndarray,
-    seconds: np.ndarray,
-    prior: History | None,
-    prior_index: str,
-    prior_query: HistoryQuery | None = None,
-) -> np.ndarray:
-    """True for the first event of each key in this segment that the prior history never saw.
+#: "Never seen" in `Segment.first_seen` (later than any second).
+_NEVER = np.iinfo(np.int64).max
 
-    `prior_query` may pass a query of `prior` about exactly these declarations (its codes are reused).
+
+def _first_sightings(
+    kind: str, codes: np.ndarray, seconds: np.ndarray, keys: np.ndarray, n_codes: int, prior: History | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Signed first-sighting events of a relationship kind, and each code's earliest second.
+
+    `codes` are the declarations' keys (`keys`) as codes of this segment's code book
+    (`n_codes` codes, -1: none). A key's first sighting is its earliest declaration over
+    the prior segments and this one. When this segment sees a key earlier than every prior
+    segment did, it emits +1 at its own earliest second and -1 at the prior earliest (the
+    sighting the prior counted): sums of weights then equal one build's counts, whatever
+    the segmentation. Returns (declaration rows, seconds, weights) of the events and the
+    earliest second of each code of this segment.
     """
-    order = np.argsort(seconds, kind="stable")
-    first = np.zeros(len(keys), dtype=bool)
-    first[order] = ~pd.Series(keys[order], dtype=object).duplicated().to_numpy()
-    first &= pd.notna(keys)
-    if prior is not None and prior.segments and first.any():
-        end = np.full(len(keys), END_OF_TIME, dtype=np.int64)
-        query = prior_query or prior.query({INDEX_KINDS[prior_index]: keys}, end)
-        first &= ~(query.count(prior_index, end) > 0)
-    return first
+    rows = np.flatnonzero(codes >= 0)
+    rows = rows[np.argsort(seconds[rows], kind="stable")]
+    _, first = np.unique(codes[rows], return_index=True)  # first occurrence in time order
+    first_rows = rows[first]  # one row per code, in code order
+    own = seconds[first_rows]
+    earliest = np.full(n_codes, _NEVER, dtype=np.int64)
+    earliest[codes[first_rows]] = own
+    before = np.full(len(first_rows), _NEVER, dtype=np.int64)
+    if prior is not None and len(first_rows):
+        first_keys = keys[first_rows]
+        for segment in prior.segments:
+            seen = segment.first_seen[kind]
+            if len(seen):
+                found = segment.codes(kind, first_keys)
+                np.minimum(before, np.where(found >= 0, seen[np.maximum(found, 0)], _NEVER), out=before)
+    new = own < before
+    retracted = new & (before != _NEVER)
+    event_rows = np.concatenate([first_rows[new], first_rows[retracted]])
+    event_seconds = np.concatenate([own[new], before[retracted]])
+    weights = np.concatenate([np.ones(new.sum()), -np.ones(retracted.sum())])
+    return event_rows, event_seconds, weights, earliest
 
 
 def _object(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=object, na_value=None)
 
 
-def _seizure_keys(
-    seizures: pd.DataFrame, attributes: pd.DataFrame, prior: History | None
-) -> dict[str, np.ndarray]:
-    """Entity keys each seizure counts for: named directly, or through the declaration it names."""
-    declaration_ids = seizures["declaration_id"]
-    linked = pd.DataFrame(index=seizures.index, columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
-    if declaration_ids.notna().any():
-        own = attributes.reindex(declaration_ids.astype("str").to_numpy())
-        own.index = seizures.index
-        if prior is not None and prior.segments:
-            earlier = prior.attributes_of(declaration_ids)
-            earlier.index = seizures.index
-            own = own.fillna(earlier)
-        linked = own.where(pd.DataFrame({c: declaration_ids.notna() for c in own.columns}, index=own.index))
+#: What a pending seizure keeps of itself: the declaration it names, the entities it names.
+_PENDING_COLUMNS = ("declaration_id", "exporter_id", "consignee_id")
+
+
+def _attributed_keys(seizures: pd.DataFrame, linked: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Entity keys each seizure counts for: named directly, or through its `linked` declaration.
+
+    `linked` holds the named declaration's `_ATTRIBUTE_COLUMNS` (missing when unknown),
+    aligned with `seizures`.
+    """
     on_declaration = linked["exporter_id"].notna().to_numpy()
     destination = _object(linked["destination_country"])
     return {
@@ -403,6 +441,66 @@ def _seizure_keys(
         "destination": destination,
         "global": np.where(on_declaration, _GLOBAL_KEY, None),
     }
+
+
+def _no_links(seizures: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(index=seizures.index, columns=list(_ATTRIBUTE_COLUMNS), dtype="str")
+
+
+def _seizure_keys(
+    seizures: pd.DataFrame, attributes: pd.DataFrame, prior: History | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Entity keys each seizure counts for, and which seizures name a declaration not known yet.
+
+    A seizure naming a declaration (in this segment or a prior one) is attributed through
+    it; one naming an unknown declaration counts only for the entities it names itself
+    until that declaration arrives (`_resolved_pending`).
+    """
+    declaration_ids = seizures["declaration_id"]
+    linked = _no_links(seizures)
+    names = declaration_ids.notna().to_numpy()
+    unknown = np.zeros(len(seizures), dtype=bool)
+    if names.any():
+        wanted = declaration_ids.astype("str").to_numpy()
+        own = attributes.reindex(wanted)
+        own.index = seizures.index
+        known = attributes.index.get_indexer(pd.Index(wanted, dtype=object)) >= 0
+        if prior is not None and prior.segments:
+            earlier = prior.attributes_of(declaration_ids)
+            earlier.index = seizures.index
+            own = own.fillna(earlier)
+            known |= prior.knows_declaration(wanted)
+        linked = own.where(pd.DataFrame({c: names for c in own.columns}, index=own.index))
+        unknown = names & ~known
+    return _attributed_keys(seizures, linked), unknown
+
+
+def _resolved_pending(
+    prior: History | None, ids: pd.Index, attributes: pd.DataFrame
+) -> tuple[dict, np.ndarray]:
+    """Attributed seizure events that prior segments' pending seizures gain from these declarations.
+
+    Only what the seizure did not already count for is added (an exporter or consignee it
+    named itself was counted when it arrived), so the totals equal one build's attribution.
+    Returns keys by seizure kind and the seized seconds.
+    """
+    parts = []
+    if prior is not None and len(ids):
+        for segment in prior.segments:
+            pending = segment.pending
+            if pending is not None and len(pending):
+                named = ids.get_indexer(pd.Index(_object(pending["declaration_id"]), dtype=object)) >= 0
+                if named.any():
+                    parts.append(pending.loc[named])
+    if not parts:
+        return {}, np.zeros(0, dtype=np.int64)
+    resolved = pd.concat(parts, ignore_index=True)
+    linked = attributes.reindex(resolved["declaration_id"].astype("str").to_numpy())
+    linked.index = resolved.index
+    full = _attributed_keys(resolved, linked)
+    direct = _attributed_keys(resolved, _no_links(resolved))
+    keys = {kind: np.where(pd.isna(direct[kind]), full[kind], None) for kind in full}
+    return keys, resolved["second"].to_numpy(dtype=np.int64)
 
 
 def _vocabulary(*key_arrays: np.ndarray) -> tuple[pd.Index, list[np.ndarray]]:
@@ -419,15 +517,24 @@ def _build_segment(
     reference: ReferenceTables,
     prior: History | None,
     keys: dict[str, np.ndarray] | None = None,
-    prior_query: HistoryQuery | None = None,
 ) -> tuple[Segment, dict[str, np.ndarray]]:
-    """The segment, and its declarations' keys as codes in its code books (by entity kind).
+    """The segment, and the declarations' keys as codes in its code books (by entity kind).
 
-    `prior_query` may pass a query of `prior` about exactly these declarations' `keys`.
+    Declarations whose id is repeated (within these rows, or known to `prior`) are ignored;
+    their codes are those of their keys in the code books (-1 when no kept row has them).
     """
-    columns = columns_of(declarations)
+    given_columns = columns_of(declarations)
+    given_keys = declaration_keys(given_columns) if keys is None else keys
+    ids_in = pd.Index(np.asarray(given_columns["declaration_id"], dtype=object), dtype=object)
+    repeated = ids_in.duplicated(keep="first")
+    if prior is not None and prior.segments and len(ids_in):
+        repeated |= prior.knows_declaration(ids_in)
+    columns, keys = given_columns, given_keys
+    if repeated.any():
+        columns = {name: np.asarray(v)[~repeated] for name, v in given_columns.items()}
+        keys = {name: np.asarray(v)[~repeated] for name, v in given_keys.items()}
+
     decl_seconds = to_seconds(columns["declared_at"])
-    keys = declaration_keys(columns) if keys is None else keys
     controlled = np.array(
         [s is not None for s in reference.controlled_substance_array(columns["hs_code"])], dtype=np.float64
     )
@@ -439,14 +546,32 @@ def _build_segment(
     # object dtype: the index's hash table is built once and reused by every lookup
     ids = pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id")
     attribute_values = {name: columns[name] for name in _ATTRIBUTE_COLUMNS}
+    attributes = Segment.attributes_frame(ids, attribute_values)
 
     # Seizures count from seized_at. Those naming a declaration are attributed through it;
-    # those naming only an exporter or consignee still count for that entity.
-    seized = len(seizures) > 0  # the service's per-request batch segment has none
-    seizure_seconds = to_seconds(seizures["seized_at"]) if seized else None
-    seizure_keys = (
-        _seizure_keys(seizures, Segment.attributes_frame(ids, attribute_values), prior) if seized else {}
-    )
+    # those naming only an exporter or consignee still count for that entity. Seizures of
+    # earlier segments that named one of these declarations before it was known gain
+    # the attributions they missed.
+    seizure_keys: dict[str, np.ndarray] = {}
+    pending = None
+    seizure_seconds = np.zeros(0, dtype=np.int64)
+    if len(seizures):
+        seizure_keys, unknown = _seizure_keys(seizures, attributes, prior)
+        seizure_seconds = to_seconds(seizures["seized_at"])
+        if unknown.any():
+            pending = seizures.loc[unknown, list(_PENDING_COLUMNS)].reset_index(drop=True)
+            pending["second"] = seizure_seconds[unknown]
+    resolved_keys, resolved_seconds = _resolved_pending(prior, ids, attributes)
+    if resolved_keys:
+        seizure_keys = {
+            kind: np.concatenate([seizure_keys[kind], resolved_keys[kind]])
+            if seizure_keys
+            else resolved_keys[kind]
+            for kind in resolved_keys
+        }
+        seizure_seconds = np.concatenate([seizure_seconds, resolved_seconds])
+    seized = len(seizure_seconds) > 0
+
     # Indexes of one entity kind share one code book, so a query encodes its keys once per kind.
     vocabularies: dict[str, pd.Index] = {}
     codes: dict[str, np.ndarray] = {}  # declarations' keys as codes
@@ -459,16 +584,20 @@ def _build_segment(
             seizure_codes[kind] = rest[0]
 
     def build(
-        kind: str, key_codes: np.ndarray, seconds: np.ndarray, values: dict | None = None
+        kind: str,
+        key_codes: np.ndarray,
+        seconds: np.ndarray,
+        values: dict | None = None,
+        weights: np.ndarray | None = None,
     ) -> KeyedEvents:
-        return KeyedEvents.build(key_codes, seconds, values, vocabulary=vocabularies[kind])
+        return KeyedEvents.build(key_codes, seconds, values, vocabulary=vocabularies[kind], weights=weights)
 
     indexes: dict[str, KeyedEvents] = {
         "exporter_declarations": build(
             "exporter",
             codes["exporter"],
             decl_seconds,
-            {"controlled": controlled, "log_weight": log_weight, "log_weight_sq": log_weight**2},
+            {"controlled": controlled, "log_weight": log_weight, "log_weight_sq": quantise(log_weight) ** 2},
         ),
         "consignee_declarations": build("consignee", codes["consignee"], decl_seconds),
         "pair_declarations": build("pair", codes["pair"], decl_seconds),
@@ -480,7 +609,7 @@ def _build_segment(
             "heading",
             codes["heading"],
             decl_seconds,
-            {"log_value_per_kg": log_value_per_kg, "log_value_per_kg_sq": log_value_per_kg**2},
+            {"log_value_per_kg": log_value_per_kg, "log_value_per_kg_sq": quantise(log_value_per_kg) ** 2},
         ),
         "broker_declarations": build("broker", codes["broker"], decl_seconds),
         "heading_destination_declarations": build(
@@ -494,33 +623,41 @@ def _build_segment(
             decl_seconds,
             {
                 "log_unit_value": np.where(valid_unit_value, log_unit_value, 0.0),
-                "log_unit_value_sq": np.where(valid_unit_value, log_unit_value**2, 0.0),
+                "log_unit_value_sq": np.where(valid_unit_value, quantise(log_unit_value) ** 2, 0.0),
             },
         ),
     }
 
     # Distinct counts: an entity gains a new consignee/destination/exporter at the first
-    # sighting of the relationship.
-    new_pair = _first_sightings(keys["pair"], decl_seconds, prior, "pair_declarations", prior_query)
-    new_route = _first_sightings(
-        keys["exporter_destination"], decl_seconds, prior, "exporter_destination_declarations", prior_query
-    )
-    indexes["exporter_new_consignees"] = build(
-        "exporter", codes["exporter"][new_pair], decl_seconds[new_pair]
-    )
-    indexes["consignee_new_exporters"] = build(
-        "consignee", codes["consignee"][new_pair], decl_seconds[new_pair]
-    )
-    indexes["exporter_new_destinations"] = build(
-        "exporter", codes["exporter"][new_route], decl_seconds[new_route]
-    )
+    # sighting of the relationship (signed events keep that exact across segments).
+    first_seen: dict[str, np.ndarray] = {}
+    for kind, targets in _SIGHTINGS.items():
+        rows, seconds, weights, first_seen[kind] = _first_sightings(
+            kind, codes[kind], decl_seconds, keys[kind], len(vocabularies[kind]), prior
+        )
+        for index_name, entity in targets:
+            indexes[index_name] = build(entity, codes[entity][rows], seconds, weights=weights)
     for kind in _SEIZURE_KINDS:
         indexes[f"{kind}_seizures"] = (
             build(kind, seizure_codes[kind], seizure_seconds) if seized else _NO_EVENTS
         )
-    segment = Segment(indexes=indexes, ids=ids, attribute_values=attribute_values, vocabularies=vocabularies)
+    segment = Segment(
+        indexes=indexes,
+        ids=ids,
+        attribute_values=attribute_values,
+        vocabularies=vocabularies,
+        first_seen=first_seen,
+        pending=pending,
+    )
+    if repeated.any():  # codes of every given row, as the caller's keys are aligned with them
+        codes = {kind: segment.codes(kind, given_keys[kind]) for kind in given_keys}
     return segment, codes
 
 
+#: Relationship kinds whose first sightings are events: index name and the entity it counts for.
+_SIGHTINGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "pair": (("exporter_new_consignees", "exporter"), ("consignee_new_exporters", "consignee")),
+    "exporter_destination": (("exporter_new_destinations", "exporter"),),
+}
 _SEIZURE_KINDS = ("exporter", "consignee", "broker", "heading_destination", "destination", "global")
 _NO_EVENTS = KeyedEvents.build(np.array([], dtype=object), np.array([], dtype=np.int64))

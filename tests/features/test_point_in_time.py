@@ -138,13 +138,14 @@ def test_unknown_entities_and_categories_are_scored_not_errors() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 100])
 def test_online_appends_match_offline_on_thousands_of_declarations(chunk: int) -> None:
-    """The service's path (base history + appended segments) equals the offline build."""
+    """The service's path (base history + appended segments) equals the offline build exactly.
+
+    A filing system records each block of declarations, then scores it: the recorded rows
+    never count for themselves (strictly before filing time) and never for each other
+    beyond what the offline history shows. Seizures reach the service when reported, which
+    may be before the block naming their declaration is recorded.
+    """
     declarations, seizures = make_history(np.random.default_rng(4), 2200, 300)
-    # a live service learns of a seizure after the declaration it names was recorded; keep
-    # linked seizures at least a block's span after filing so the replay below is faithful
-    filed = declarations.set_index("declaration_id")["declared_at"]
-    lag = seizures["seized_at"] - seizures["declaration_id"].map(filed)
-    seizures = seizures.loc[seizures["declaration_id"].isna() | (lag > pd.Timedelta(days=45))]
     full = offline(declarations, seizures)
     split = 1900
     cutoff = declarations["declared_at"].iloc[split]
@@ -155,20 +156,20 @@ def test_online_appends_match_offline_on_thousands_of_declarations(chunk: int) -
     pending = seizures.loc[seizures["seized_at"] >= cutoff]
     for start in range(split, len(declarations), chunk):
         block = declarations.iloc[start : start + chunk]
-        # seizures reported by the time the block is scored reach the service first ...
-        _, block_end = block["declared_at"].iloc[0], block["declared_at"].iloc[-1]
+        # seizures reported by the time the block is filed reach the service first ...
+        block_end = block["declared_at"].iloc[-1]
         ready = pending.loc[pending["seized_at"] < block_end]
         if len(ready):
             history = history.append(None, ready, REFERENCE)
             pending = pending.loc[pending["seized_at"] >= block_end]
-        # ... then the block is scored as the service would, and recorded
-        online_parts.append(compute_online_features(block, history, REFERENCE))
+        # ... then the block is recorded and scored, as a filing system calls the service
         history = history.append(block, None, REFERENCE)
+        online_parts.append(compute_online_features(block, history, REFERENCE))
         if len(history.segments) > 40:  # the service's store compacts the same way
             seen = declarations.iloc[: start + chunk]
             history = History.build(seen, seizures.loc[seizures["seized_at"] < block_end], REFERENCE)
     online = pd.concat(online_parts)
-    pd.testing.assert_frame_equal(online, full.iloc[split:], check_exact=False, rtol=1e-7, atol=1e-7)
+    pd.testing.assert_frame_equal(online, full.iloc[split:], check_exact=True)
 
 
 def test_seizures_naming_a_declaration_count_for_its_exporter_consignee_broker_and_route() -> None:
@@ -206,7 +207,7 @@ def test_seizures_naming_a_declaration_count_for_its_exporter_consignee_broker_a
     # the same through the service's path: the seizure appended after the declarations
     history = History.build(declarations, seizures.iloc[:0], REFERENCE).append(None, seizures, REFERENCE)
     online = compute_features(declarations, history, REFERENCE)
-    pd.testing.assert_frame_equal(online, features, check_exact=False, rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(online, features, check_exact=True)
 
 
 @settings(max_examples=60, deadline=None)
