@@ -68,7 +68,11 @@ def test_score_with_bentoml_client_returns_every_field_in_request_order(deployme
 
 
 def test_service_scores_equal_offline_scores(deployment, small_history: Path) -> None:
-    """Same declarations, same history: the service equals the offline computation with the registered model."""
+    """Same declarations, same history: the service equals the offline computation with the registered model.
+
+    The service's history is everything before the new declarations; the request's own rows are
+    not history for each other, so the offline history holds the base rows only.
+    """
     from features.definitions import compute_features
     from features.history import History
     from features.reference import load_reference
@@ -90,7 +94,8 @@ def test_service_scores_equal_offline_scores(deployment, small_history: Path) ->
     cutoff = declarations["declared_at"].iloc[-NEW]
     known = tables.seizures.loc[tables.seizures["seized_at"] < cutoff]
     reference = load_reference()
-    features = compute_features(declarations, History.build(declarations, known, reference), reference)
+    base = History.build(declarations.iloc[:-NEW], known, reference)
+    features = compute_features(declarations, base, reference)
     config, outcome = deployment["config"], deployment["outcome"]
     import mlflow
 
