@@ -19,7 +19,7 @@ TRAIN_UNTIL ?= 2024-03-01
 TEST_FROM ?= 2024-03-01
 TEST_TO ?= 2024-07-01
 # The product's packages and the harness beside them (benchmarks, reliability, tests).
-LINT_PATHS := features models training serving benchmarks tests
+LINT_PATHS := features models training serving benchmarks reliability tests
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
@@ -114,8 +114,8 @@ demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, s
 
 .PHONY: reliability
 reliability: $(STAMP) ## Faults, hostile input, fuzzing, load, dependency audit (needs make train): one table
-	$(BIN)/python -m serving.reliability
+	$(BIN)/python -m reliability
 
 .PHONY: audit-deps
 audit-deps: $(STAMP) ## pip-audit of requirements.lock against known advisories (UNVERIFIED if unreachable)
-	$(BIN)/python -m serving.reliability --only dependency-audit
+	$(BIN)/python -m reliability --only dependency-audit
