@@ -19,6 +19,8 @@ WORKERS ?= 1
 TRAIN_UNTIL ?= 2024-03-01
 TEST_FROM ?= 2024-03-01
 TEST_TO ?= 2024-07-01
+# The product's packages and the harness beside them (benchmarks, reliability, tests).
+LINT_PATHS := features models training serving benchmarks reliability tests
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
@@ -56,12 +58,12 @@ test: $(STAMP) ## Run the test suite (unit + integration)
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff lint and format check
-	$(BIN)/ruff check features training serving models tests
-	$(BIN)/ruff format --check features training serving models tests
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 .PHONY: bench-data
 bench-data: $(STAMP) ## Rows/s of generation and validation at 1 million rows
-	$(BIN)/python -m training bench-data --rows 1000000
+	$(BIN)/python -m benchmarks.data --rows 1000000
 
 $(DECLARATIONS) $(SEIZURES):
 	$(MAKE) data
@@ -93,11 +95,11 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 (runs, metric
 
 .PHONY: bench-train
 bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1M declarations
-	$(BIN)/python -m training bench-train --rows 1000000
+	$(BIN)/python -m benchmarks.train --rows 1000000
 
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
-	$(BIN)/python -m serving bench --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+	$(BIN)/python -m benchmarks.serve --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
 .PHONY: simulate
 simulate: $(STAMP) $(DECLARATIONS) ## Week-by-week inspection-budget simulation of selection strategies
@@ -117,8 +119,8 @@ demo: $(STAMP) ## The main job end to end: generate, validate, profile, train, s
 
 .PHONY: reliability
 reliability: $(STAMP) ## Faults, hostile input, fuzzing, load, dependency audit (needs make train): one table
-	$(BIN)/python -m serving.reliability
+	$(BIN)/python -m reliability
 
 .PHONY: audit-deps
 audit-deps: $(STAMP) ## pip-audit of requirements.lock against known advisories (UNVERIFIED if unreachable)
-	$(BIN)/python -m serving.reliability --only dependency-audit
+	$(BIN)/python -m reliability --only dependency-audit

@@ -1,4 +1,4 @@
-"""`python -m serving ...`: demo run and serving benchmark."""
+"""`python -m serving ...`: demo run, outcome export, audit replay."""
 
 from serving.cli import app
 

@@ -26,19 +26,6 @@ def demo(
     run_demo(declarations, seizures, new=new, top=top)
 
 
-@app.command()
-def bench(
-    declarations: Path = typer.Option(Path("data/synthetic/declarations.parquet")),
-    seizures: Path = typer.Option(Path("data/synthetic/seizures.parquet")),
-    singles: int = typer.Option(1000, help="Sequential single-declaration requests per server."),
-    batches: int = typer.Option(20, help="1,000-declaration batches per server."),
-) -> None:
-    """This service against `mlflow models serve` on the same registered model, side by side."""
-    from serving.bench import run_bench
-
-    run_bench(declarations, seizures, singles=singles, batches=batches)
-
-
 @app.command("export-outcomes")
 def export_outcomes(
     out: Path = typer.Option(Path("outputs/outcomes"), help="Folder for the contract CSV files."),
@@ -58,3 +45,17 @@ def export_outcomes(
         + f" -> {out}/; retrain with: make train DECLARATIONS={out}/declarations.csv "
         f"SEIZURES={out}/seizures.csv INSPECTIONS={out}/inspections.csv"
     )
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Auditor tools: replay recorded decisions.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    declaration_id: str = typer.Option(..., help="The declaration whose decisions to replay."),
+) -> None:
+    """Re-score recorded decisions with the recorded model version and the history as of each decision."""
+    from serving.replay import replay_cli
+
+    raise typer.Exit(code=replay_cli(declaration_id))

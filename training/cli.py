@@ -68,14 +68,6 @@ def profile(
     profile_history(declarations, seizures)
 
 
-@app.command("bench-data")
-def bench_data(rows: int = typer.Option(1_000_000, help="Rows to generate and validate.")) -> None:
-    """Rows per second of generation and validation."""
-    from training.bench import bench_data as run
-
-    run(rows)
-
-
 @app.command()
 def train(
     config: Path | None = typer.Option(
@@ -187,28 +179,11 @@ def monitor(
     run_monitor_cli(declarations, seizures, recent_days)
 
 
-@app.command("bench-train")
-def bench_train(
-    rows: int = typer.Option(1_000_000, help="Declarations to generate, featurise and train on."),
-) -> None:
-    """Wall time and peak memory of feature building and training."""
-    from training.bench import bench_train as run
-
-    run(rows)
-
-
-audit_app = typer.Typer(no_args_is_help=True, help="Auditor tools: replay decisions, model review reports.")
+audit_app = typer.Typer(
+    no_args_is_help=True,
+    help="Auditor tools: model review reports (decision replay: python -m serving audit replay).",
+)
 app.add_typer(audit_app, name="audit")
-
-
-@audit_app.command("replay")
-def audit_replay(
-    declaration_id: str = typer.Option(..., help="The declaration whose decisions to replay."),
-) -> None:
-    """Re-score recorded decisions with the recorded model version and the history as of each decision."""
-    from serving.replay import replay_cli
-
-    raise typer.Exit(code=replay_cli(declaration_id))
 
 
 @audit_app.command("model")

@@ -9,17 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.middleware import complete_contract
-from serving.reliability import (
+from reliability.contract_fuzz import (
     FUZZ_CREDENTIALS,
-    Deployment,
     FuzzRun,
     FuzzSettings,
     check_contract_fuzz,
-    prepare_deployment,
     run_contract_fuzz,
-    serving,
 )
+from reliability.deployment import Deployment, prepare_deployment, serving
+from serving.middleware import complete_contract
 
 #: Reduced for the test suite (seconds, not minutes); `make reliability` uses every phase.
 TEST_FUZZ = FuzzSettings(max_examples=12, phases=("examples", "fuzzing"))

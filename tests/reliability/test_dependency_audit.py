@@ -9,18 +9,19 @@ import httpx
 import pytest
 from packaging.version import Version
 
-import serving.reliability as reliability
-from serving.advisories.osv_mirror import Snapshot, affects, serve
-from serving.reliability import (
+import reliability.runner as runner
+from reliability.advisories.osv_mirror import Snapshot, affects, serve
+from reliability.checks import CheckResult, print_table
+from reliability.dependency_audit import (
     ADVISORY_SNAPSHOT,
     LOCK_FILE,
     NOT_IN_SNAPSHOT,
-    CheckResult,
     DependencyAudit,
     check_dependency_audit,
     locked_packages,
     read_pip_audit_report,
     run_dependency_audit,
+    run_pip_audit,
 )
 
 REPO_LOCK = Path(__file__).resolve().parents[2] / LOCK_FILE
@@ -82,17 +83,17 @@ def test_packages_the_service_could_not_find_make_the_row_unverified_never_a_pas
 
 def test_an_unverified_row_makes_the_reliability_run_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     unreachable = [DependencyAudit("pypi", 2, 0, {}, [], "no route", 0.1)]
-    monkeypatch.setattr(reliability, "run_dependency_audit", lambda lock, folder: unreachable)
-    assert reliability.run_reliability(only=("dependency-audit",)) == 1
+    monkeypatch.setattr(runner, "run_dependency_audit", lambda lock, folder: unreachable)
+    assert runner.run_reliability(only=("dependency-audit",)) == 1
     clean = [read_pip_audit_report(_report({"name": "a", "version": "1", "vulns": []}), "pypi", 1, 0.1)]
-    monkeypatch.setattr(reliability, "run_dependency_audit", lambda lock, folder: clean)
-    assert reliability.run_reliability(only=("dependency-audit",)) == 0
+    monkeypatch.setattr(runner, "run_dependency_audit", lambda lock, folder: clean)
+    assert runner.run_reliability(only=("dependency-audit",)) == 0
 
 
 def test_unverified_rows_print_as_such(capsys: pytest.CaptureFixture[str]) -> None:
     row = CheckResult("dependency audit (pip-audit)", "pip-audit")
     row.unverified = "advisory data unreachable: pypi: 0/141"
-    reliability.print_table([row])
+    print_table([row])
     printed = capsys.readouterr().out
     assert "UNVERIFIED" in printed and "PASS" not in printed
     assert "advisory data unreachable" in printed
@@ -258,6 +259,6 @@ def test_a_package_the_snapshot_does_not_cover_is_never_reported_clean(tmp_path:
     assert result.figures.startswith("1 of 2 locked packages could be checked")
     # and pip-audit pointed straight at the mirror with that package gets no clean report either
     with serve(Snapshot.load(ADVISORY_SNAPSHOT)) as (url, log):
-        direct = reliability.run_pip_audit(lock, "osv", tmp_path / "direct", osv_url=url)
+        direct = run_pip_audit(lock, "osv", tmp_path / "direct", osv_url=url)
     assert direct.error is not None and not direct.audited
     assert "not-in-snapshot" in log.refused

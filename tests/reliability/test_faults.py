@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from serving.reliability import (
+from reliability.crash import (
     RECOVERY_TARGET_SECONDS,
     CrashRun,
-    Deployment,
     check_crash_durability,
     check_crash_recovery,
     check_truncated_model,
     check_unreachable_audit_db,
     postgres_unreachable,
-    prepare_deployment,
     run_crash,
     run_postgres_crash,
 )
+from reliability.deployment import Deployment, prepare_deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

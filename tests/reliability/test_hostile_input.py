@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.reliability import (
-    HOSTILE_CASES,
-    Deployment,
-    HostileCase,
-    ServiceProcess,
-    check_hostile_case,
-    check_log_hygiene,
-    prepare_deployment,
-    serving,
-)
+from reliability.deployment import Deployment, ServiceProcess, prepare_deployment, serving
+from reliability.hostile_input import HOSTILE_CASES, HostileCase, check_hostile_case, check_log_hygiene
 
 pytestmark = [pytest.mark.integration]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.reliability import Deployment, LoadRun, check_load, prepare_deployment, run_load
+from reliability.deployment import Deployment, prepare_deployment
+from reliability.load import LoadRun, check_load, run_load
 
 
 def _run(**changes: object) -> LoadRun:

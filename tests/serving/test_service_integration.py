@@ -389,7 +389,7 @@ def test_the_audit_keeps_each_declaration_exactly_as_sent(deployment) -> None:
 
 def test_benchmark_floor_validates_with_the_service_schema_and_nothing_more(deployment, tmp_path) -> None:
     """`make bench-serve`'s floor row is only comparable if it accepts and rejects what /score does."""
-    from serving.bench import FLOOR_SERVICE
+    from benchmarks.serve import FLOOR_SERVICE
 
     records = deployment["records"][:7]
     bad = {**records[0], "consignee_country": "XX"}

@@ -1,5 +1,7 @@
 """`make bench-serve`: this service against `mlflow models serve` on the same registered model.
 
+`python -m benchmarks.serve [--declarations ...] [--seizures ...] [--singles N] [--batches N]`
+
 Both servers run on loopback in the same run and are measured with the same client:
 p50/p99 latency of sequential single-declaration requests, and declarations per second
 for 1,000-declaration batches. Our path includes request validation, point-in-time
@@ -9,6 +11,7 @@ MLflow server gets precomputed feature rows (model only), so the comparison flat
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import subprocess
@@ -32,7 +35,7 @@ console = Console()
 OURS = "this service (full path)"
 FLOOR = "validation floor (BentoML + request schema only)"
 MLFLOW = "mlflow models serve (model only)"
-FLOOR_SERVICE = "serving.bench_floor:ValidationFloor"
+FLOOR_SERVICE = "benchmarks.serve_floor:ValidationFloor"
 
 
 def _measure(
@@ -169,3 +172,23 @@ def _features_via_engine(
     history = History.build(tables.declarations, tables.seizures, reference)
     columns = declaration_columns([Declaration.model_validate(r).model_dump() for r in records])
     return compute_online_features(columns, history, reference).loc[:, list(FEATURE_SET.columns)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.serve`: this service against `mlflow models serve`, side by side, same run."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=main.__doc__)
+    parser.add_argument("--declarations", type=Path, default=Path("data/synthetic/declarations.parquet"))
+    parser.add_argument("--seizures", type=Path, default=Path("data/synthetic/seizures.parquet"))
+    parser.add_argument(
+        "--singles", type=int, default=1000, help="sequential single-declaration requests per server"
+    )
+    parser.add_argument("--batches", type=int, default=20, help="1,000-declaration batches per server")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    run_bench(args.declarations, args.seizures, singles=args.singles, batches=args.batches)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

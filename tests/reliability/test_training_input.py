@@ -1,4 +1,4 @@
-"""Hostile training input through the real CLI (`training.input_faults`, part of `make reliability`).
+"""Hostile training input through the real CLI (`reliability.training_input`, part of `make reliability`).
 
 One run of every case on a 4,000-declaration history (about 20 s); each case checks its
 own exact outcome (exit codes, reject rows, columns and reasons, what the MLflow run
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.reliability import CheckResult
-from training.input_faults import run_training_input_faults
+from reliability.checks import CheckResult
+from reliability.training_input import run_training_input_faults
 
 pytestmark = pytest.mark.slow
 

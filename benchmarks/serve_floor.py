@@ -5,7 +5,7 @@ batch limit, validated by BentoML in the same way) and answers one `{"declaratio
 per declaration: no features, model, reasons or audit write. Its latency and throughput,
 measured in the same run as the scoring service, show how much of the scoring service's
 time is BentoML, HTTP and validation, which any BentoML service with this request contract pays.
-Not part of the product: `bentoml serve serving.bench_floor:ValidationFloor` runs it.
+Not part of the product: `bentoml serve benchmarks.serve_floor:ValidationFloor` runs it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ dependency to `URL` (`/v1/query`; it never uses `/v1/querybatch`) and reads `{"v
   (no report), never into a clean one. Callers audit only covered packages and list the rest as
   unaudited.
 
-`python -m serving.advisories.osv_mirror [--port N]` serves it on 127.0.0.1 until interrupted.
+`python -m reliability.advisories.osv_mirror [--port N]` serves it on 127.0.0.1 until interrupted.
 """
 
 from __future__ import annotations
