@@ -68,16 +68,41 @@ def _measure(
     }
 
 
-def run_bench(declarations: Path, seizures: Path, singles: int = 1000, batches: int = 20) -> None:
+def print_log_check() -> None:
+    """The per-request log check's cost on each store (`python -m benchmarks.serve --only log-check`)."""
+    from benchmarks.replicas import log_check_cost
+
+    table = Table(title="per-request history log check (HistoryStore.current(), nothing new), 3,000 calls")
+    for column in ("store", "p50 us", "p99 us"):
+        table.add_column(column, justify="right" if column != "store" else "left")
+    for name, r in log_check_cost().items():
+        table.add_row(name, f"{r['p50_us']:.1f}", f"{r['p99_us']:.1f}")
+    console.print(table)
+
+
+def run_workers(env: dict[str, str], records: list[dict], out: Path, clients: int = 4) -> None:
+    """One and two workers under `clients` concurrent clients, same run."""
+    from benchmarks.replicas import concurrent_throughput
+
+    rates = {n: concurrent_throughput(env, records, n, out, clients=clients) for n in (1, 2)}
+    table = Table(title=f"workers under {clients} concurrent clients (loopback, same run)")
+    for column in ("workers", "single declarations/s", "batch declarations/s"):
+        table.add_column(column, justify="right")
+    for n, r in rates.items():
+        table.add_row(str(n), f"{r['singles_per_s']:,.0f}", f"{r['rows_per_s']:,.0f}")
+    console.print(table)
+    console.print(
+        f"2 workers / 1 worker: singles {rates[2]['singles_per_s'] / rates[1]['singles_per_s']:.2f}x, "
+        f"batches {rates[2]['rows_per_s'] / rates[1]['rows_per_s']:.2f}x"
+    )
+
+
+def run_bench(
+    declarations: Path, seizures: Path, singles: int = 1000, batches: int = 20, workers: bool = True
+) -> None:
     out = Path("outputs/bench-serve")
     history_declarations, history_seizures, records = split_history(declarations, seizures, 2000, out)
-    env = {
-        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
-        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
-        "DIVERSION_HISTORY_DB": f"sqlite:///{out}/history.db",
-        "DIVERSION_AUDIT_DB": f"sqlite:///{out}/audit.db",
-        "DIVERSION_DEMO_MODE": "true",
-    }
+    env = _bench_env(out, history_declarations, history_seizures)
     for stale in ("history.db", "audit.db"):
         (out / stale).unlink(missing_ok=True)
     ours_single = [{"declarations": [r]} for r in (records * (singles // len(records) + 1))[:singles]]
@@ -154,6 +179,19 @@ def run_bench(declarations: Path, seizures: Path, singles: int = 1000, batches: 
         f"single p50 +{ours['p50_ms'] - floor['p50_ms']:.2f} ms, "
         f"per 1,000-declaration batch +{1000 / ours['rows_per_s'] * 1000 - 1000 / floor['rows_per_s'] * 1000:.1f} ms"
     )
+    print_log_check()
+    if workers:
+        run_workers(env, records, out)
+
+
+def _bench_env(out: Path, history_declarations: Path, history_seizures: Path) -> dict[str, str]:
+    return {
+        "DIVERSION_HISTORY_DECLARATIONS": str(history_declarations),
+        "DIVERSION_HISTORY_SEIZURES": str(history_seizures),
+        "DIVERSION_HISTORY_DB": f"sqlite:///{out}/history.db",
+        "DIVERSION_AUDIT_DB": f"sqlite:///{out}/audit.db",
+        "DIVERSION_DEMO_MODE": "true",
+    }
 
 
 def _features_via_engine(
@@ -183,10 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         "--singles", type=int, default=1000, help="sequential single-declaration requests per server"
     )
     parser.add_argument("--batches", type=int, default=20, help="1,000-declaration batches per server")
+    parser.add_argument(
+        "--only", choices=["log-check", "workers"], help="run one part: the log check or the workers rows"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    run_bench(args.declarations, args.seizures, singles=args.singles, batches=args.batches)
+    if args.only == "log-check":
+        print_log_check()
+    elif args.only == "workers":
+        out = Path("outputs/bench-serve")
+        history_declarations, history_seizures, records = split_history(
+            args.declarations, args.seizures, 2000, out
+        )
+        run_workers(_bench_env(out, history_declarations, history_seizures), records, out)
+    else:
+        run_bench(args.declarations, args.seizures, singles=args.singles, batches=args.batches)
     return 0
 
 
