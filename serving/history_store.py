@@ -61,6 +61,8 @@ head_table = sa.Table(
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    # digest of the base files the log extends: every worker and replica must start from the same
+    sa.Column("base_digest", sa.String(64), nullable=True),
 )
 
 #: Ids per `IN (...)` list when looking up known records (well under every driver's limit).
@@ -104,6 +106,19 @@ def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
                 if attempt == 4:
                     raise
                 time.sleep(0.2)
+
+
+class BaseHistoryMismatchError(RuntimeError):
+    """The base history files differ from the ones this database's log was written on top of."""
+
+
+def base_digest(declarations: pd.DataFrame, seizures: pd.DataFrame) -> str:
+    """SHA-256 of the base history's content (row values, not file format or path)."""
+    digest = hashlib.sha256()
+    for frame in (declarations, seizures):
+        digest.update(",".join(frame.columns).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 class UnknownDeclarationError(ValueError):
@@ -179,6 +194,7 @@ class HistoryStore:
         self._apply_lock = threading.Lock()
         self._local = threading.local()
         create_schema(engine, _metadata)
+        self.base_digest = base_digest(base_declarations, base_seizures)
         self._ensure_head()
         self._head_sql = str(
             sa.select(head_table.c.seq)
@@ -520,13 +536,26 @@ class HistoryStore:
         )
 
     def _ensure_head(self) -> None:
+        """Create the head row on first use; refuse base files other than those the log extends."""
         with self._engine.begin() as connection:
             if connection.execute(sa.select(head_table.c.seq).where(head_table.c.id == 1)).first() is None:
                 try:
                     with connection.begin_nested():
-                        connection.execute(sa.insert(head_table).values(id=1, seq=0))
+                        connection.execute(
+                            sa.insert(head_table).values(id=1, seq=0, base_digest=self.base_digest)
+                        )
                 except sa.exc.IntegrityError:  # another worker inserted it first
                     pass
+            recorded = connection.execute(
+                sa.select(head_table.c.base_digest).where(head_table.c.id == 1)
+            ).scalar_one()
+        if recorded is not None and recorded != self.base_digest:
+            raise BaseHistoryMismatchError(
+                f"the history log in this database extends base files with digest {recorded[:12]}..., "
+                f"but DIVERSION_HISTORY_DECLARATIONS / DIVERSION_HISTORY_SEIZURES have digest "
+                f"{self.base_digest[:12]}...: every worker and replica must start from the same base files "
+                "(or use a new history database for a new base)"
+            )
 
     @staticmethod
     def _stored_ids(connection: sa.Connection, kind: str, record_ids: list[str]) -> set[str]:

@@ -154,3 +154,14 @@ def test_outcomes_are_all_or_nothing_and_inspections_need_a_known_declaration(ba
     assert (again.inspections_accepted, again.seizures_accepted, again.sequence) == (0, 0, None)
     assert again.duplicates == [seizure["seizure_id"], known]
     store.close()
+
+
+def test_a_worker_with_other_base_files_refuses_the_log(base, tmp_path: Path) -> None:
+    from serving.history_store import BaseHistoryMismatchError
+
+    base_declarations, base_seizures, _ = base
+    url = f"sqlite:///{tmp_path}/history.db"
+    HistoryStore(make_engine(url), load_reference(), base_declarations, base_seizures).close()
+    HistoryStore(make_engine(url), load_reference(), base_declarations, base_seizures).close()  # same base: fine
+    with pytest.raises(BaseHistoryMismatchError, match="same base files"):
+        HistoryStore(make_engine(url), load_reference(), base_declarations.iloc[:-1], base_seizures)
