@@ -101,6 +101,10 @@ bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
 	$(BIN)/python -m benchmarks.serve --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
+.PHONY: bench-replay
+bench-replay: $(STAMP) $(DECLARATIONS) ## What replaying one audited decision costs a running worker (needs make train)
+	$(BIN)/python -m benchmarks.replay --declarations $(DECLARATIONS) --seizures $(SEIZURES)
+
 .PHONY: simulate
 simulate: $(STAMP) $(DECLARATIONS) ## Week-by-week inspection-budget simulation of selection strategies
 	$(BIN)/python -m training simulate --declarations $(DECLARATIONS) --seizures $(SEIZURES)
