@@ -93,6 +93,13 @@ bento: $(STAMP) ## Build the deployable Bento of the scoring service (bentofile.
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 (runs, metrics, plots, registry)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+MLFLOW_BACKEND ?= postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow
+MLFLOW_PORT ?= 5000
+
+.PHONY: mlflow-server
+mlflow-server: $(STAMP) ## Shared MLflow tracking server on PostgreSQL (MLFLOW_BACKEND), artifacts proxied, port MLFLOW_PORT
+	$(BIN)/python -m training mlflow-server --backend-store-uri $(MLFLOW_BACKEND) --port $(MLFLOW_PORT) --artifacts mlartifacts
+
 .PHONY: bench-train
 bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1M declarations
 	$(BIN)/python -m benchmarks.train --rows 1000000

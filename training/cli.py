@@ -192,3 +192,23 @@ def audit_model(version: str = typer.Option(..., help="Registered model version.
     from training.audit_report import model_report_cli
 
     model_report_cli(version)
+
+
+@app.command("mlflow-server")
+def mlflow_server(
+    backend_store_uri: str = typer.Option(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow", help="PostgreSQL URL (created when missing)."
+    ),
+    artifacts: Path = typer.Option(Path("mlartifacts"), help="Where the server stores artifacts it proxies."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(5000, help="Port."),
+    allowed_hosts: str | None = typer.Option(
+        None, help="Comma-separated Host headers to accept (behind a proxy)."
+    ),
+) -> None:
+    """Shared MLflow tracking server: PostgreSQL backend store, artifacts proxied (`--serve-artifacts`)."""
+    from training.tracking_server import TrackingServer, serve
+
+    raise typer.Exit(
+        code=serve(TrackingServer(backend_store_uri, artifacts, host, port, allowed_hosts=allowed_hosts))
+    )

@@ -162,6 +162,8 @@ def test_a_worker_with_other_base_files_refuses_the_log(base, tmp_path: Path) ->
     base_declarations, base_seizures, _ = base
     url = f"sqlite:///{tmp_path}/history.db"
     HistoryStore(make_engine(url), load_reference(), base_declarations, base_seizures).close()
-    HistoryStore(make_engine(url), load_reference(), base_declarations, base_seizures).close()  # same base: fine
+    HistoryStore(
+        make_engine(url), load_reference(), base_declarations, base_seizures
+    ).close()  # same base: fine
     with pytest.raises(BaseHistoryMismatchError, match="same base files"):
         HistoryStore(make_engine(url), load_reference(), base_declarations.iloc[:-1], base_seizures)
