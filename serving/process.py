@@ -69,6 +69,26 @@ def running_service(
     service: str = SCORING_SERVICE,
 ) -> Iterator[str]:
     """`bentoml serve` of `service` (default: the scoring service) on loopback; yields its base URL."""
+    with serving_process(env, port, log_path, ready_timeout, require_ready, service) as (base, _):
+        yield base
+
+
+def worker_pids(process: subprocess.Popen) -> list[int]:
+    """The worker processes of a `bentoml serve` process (its children; each in a session of its own)."""
+    found = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+@contextlib.contextmanager
+def serving_process(
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    log_path: Path | None = None,
+    ready_timeout: float = 120.0,
+    require_ready: bool = True,
+    service: str = SCORING_SERVICE,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`running_service`, yielding the base URL and the server process (to signal it)."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -89,7 +109,7 @@ def running_service(
         wait_until(f"{base}/livez", ready_timeout, process)
         if require_ready:
             wait_until(f"{base}/readyz", ready_timeout, process)
-        yield base
+        yield base, process
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,38 +15,11 @@ from serving.frames import declarations_frame
 from serving.history_store import HistoryStore
 
 pytestmark = [pytest.mark.postgres]
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 NEW = 200
 
 
-def _postgres_unreachable() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
-            return None
-    except OSError as exc:
-        return f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})"
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A fresh database for this test, dropped afterwards (HistoryStore has no schema option)."""
-    reason = _postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    name = f"hist_{uuid.uuid4().hex}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_appends_survive_reopening_and_features_do_not_change(
-    database_url: str, small_history: Path, tmp_path: Path
+    postgres_database: str, small_history: Path, tmp_path: Path
 ) -> None:
     reference = load_reference()
     base_declarations, base_seizures, fresh = split_history(
@@ -81,7 +51,9 @@ def test_appends_survive_reopening_and_features_do_not_change(
         record["declared_at"] = pd.Timestamp(record["declared_at"]).to_pydatetime()
     query_frame = declarations_frame(queries)
 
-    store = HistoryStore.open(database_url, base_declarations, base_seizures, reference, compact_every=1000)
+    store = HistoryStore.open(
+        postgres_database, base_declarations, base_seizures, reference, compact_every=1000
+    )
     assert store._engine.dialect.name == "postgresql"
     base_count = store.declaration_count
     first = store.add_declarations(appended[:60])
@@ -93,7 +65,7 @@ def test_appends_survive_reopening_and_features_do_not_change(
     before = compute_online_features(query_frame, store.history, reference)
     store._engine.dispose()
 
-    reopened = HistoryStore.open(database_url, base_declarations, base_seizures, reference)
+    reopened = HistoryStore.open(postgres_database, base_declarations, base_seizures, reference)
     assert reopened.declaration_count == base_count + NEW // 2
     again = reopened.add_declarations(appended[:5])
     again_seized = reopened.add_seizures(seizures[:3])
@@ -115,7 +87,7 @@ def test_appends_survive_reopening_and_features_do_not_change(
     assert not empty.equals(after)  # the appends changed the features being compared
     reopened._engine.dispose()
 
-    engine = sa.create_engine(database_url)
+    engine = sa.create_engine(postgres_database)
     with engine.connect() as connection:
         stored = connection.execute(
             sa.text("SELECT count(*) FROM history_log WHERE kind = 'declaration'")

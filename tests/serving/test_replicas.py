@@ -6,7 +6,6 @@ database (history log and audit trail) and the MLflow registry of the trained te
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
@@ -14,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from serving.audit import AuditStore
-from serving.process import free_port, serve_command, wait_until
+from serving.process import free_port, serve_command, serving_process, wait_until, worker_pids
 from serving.replay import Replayer
 from serving.settings import ServiceSettings
 
@@ -32,35 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NEW = 80
 
 
-@contextlib.contextmanager
-def replica(
-    env: dict[str, str], log_path: Path, ready_timeout: float = 180.0
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """One `bentoml serve` process group on a free port; yields (base URL, process)."""
-    port = free_port()
-    environment = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", **env}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            serve_command(port), env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(f"{base}/readyz", ready_timeout, process)
-            yield base, process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def _workers_of(process: subprocess.Popen) -> list[int]:
-    """Worker processes of a `bentoml serve` process (its children)."""
-    found = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
+def replica(env: dict[str, str], log_path: Path):
+    """One `bentoml serve` process on a free port, ready; yields (base URL, process)."""
+    return serving_process(env, log_path=log_path, ready_timeout=180.0)
 
 
 def _new_exporter_declaration(records: list[dict], suffix: str) -> dict:
@@ -162,7 +134,7 @@ def test_two_workers_in_one_process_all_reflect_an_acknowledged_seizure(
         }
 
     with replica(env, tmp_path / "workers.log") as (base, process):
-        assert len(_workers_of(process)) == 2
+        assert len(worker_pids(process)) == 2
         (before,) = sixteen_scores(base)
         ack = httpx.post(
             f"{base}/history/seizures",
@@ -215,7 +187,7 @@ def test_kill_9_of_a_replica_under_load_loses_no_acknowledged_decision(shared, t
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = [pool.submit(client, i) for i in range(4)]
             time.sleep(4)
-            for pid in [process_a.pid, *_workers_of(process_a)]:  # workers run in sessions of their own
+            for pid in [process_a.pid, *worker_pids(process_a)]:  # workers run in sessions of their own
                 os.kill(pid, signal.SIGKILL)
             killed_at = len(acknowledged)
             time.sleep(4)

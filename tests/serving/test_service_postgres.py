@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from serving.audit import AuditStore
 from serving.process import running_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def postgres_database():
-    """A fresh database per test run (dropped afterwards), so runs never collide."""
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1.0).close()
-    except OSError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 ({exc})")
-    name = f"svc_{uuid.uuid4().hex}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_service_on_postgresql_scores_audits_records_history_and_replays(
