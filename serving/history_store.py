@@ -44,6 +44,9 @@ from serving.frames import declarations_frame, seizures_frame
 log = logging.getLogger(__name__)
 
 DECLARATION, SEIZURE, INSPECTION = "declaration", "seizure", "inspection"
+#: Log rows that record a one-off import (not history): see `HistoryStore._import_legacy_tables`.
+MIGRATION = "migration"
+LEGACY_MARKER = "legacy-tables-v1"
 
 _metadata = sa.MetaData()
 log_table = sa.Table(
@@ -196,6 +199,7 @@ class HistoryStore:
         create_schema(engine, _metadata)
         self.base_digest = base_digest(base_declarations, base_seizures)
         self._ensure_head()
+        self._import_legacy_tables()
         self._head_sql = str(
             sa.select(head_table.c.seq)
             .where(head_table.c.id == 1)
@@ -358,7 +362,11 @@ class HistoryStore:
             return None, None
         query = (
             sa.select(log_table.c.kind, log_table.c.payload)
-            .where(log_table.c.seq > after, log_table.c.seq <= until, log_table.c.kind != INSPECTION)
+            .where(
+                log_table.c.seq > after,
+                log_table.c.seq <= until,
+                log_table.c.kind.in_([DECLARATION, SEIZURE]),
+            )
             .order_by(log_table.c.seq, log_table.c.kind, log_table.c.record_id)
         )
         declarations, seizures = [], []
@@ -479,6 +487,18 @@ class HistoryStore:
                     derived.add(found["seizure_id"])
                     pending.rows[SEIZURE].append((found["seizure_id"], at, json.dumps(found, default=str)))
 
+        return self._commit(pending, duplicates, inspected, derived, now)
+
+    def _commit(
+        self,
+        pending: _Pending,
+        duplicates: list[str],
+        inspected: list[str],
+        derived: set[str],
+        now: dt.datetime,
+        apply: bool = True,
+    ) -> AppendResult:
+        """Store the pending rows not stored yet as one transaction with the next sequence number."""
         with self._engine.connect() as connection:
             try:
                 # Taking the next number locks the head row until commit: appends are serialised.
@@ -498,7 +518,7 @@ class HistoryStore:
                 if unknown:
                     raise UnknownDeclarationError(unknown)
                 fresh: list[dict] = []
-                counts = {DECLARATION: 0, SEIZURE: 0, INSPECTION: 0}
+                counts = dict.fromkeys(pending.rows, 0)
                 for kind, rows in pending.rows.items():
                     for record_id, at, payload in rows:
                         if record_id in stored[kind]:
@@ -526,13 +546,60 @@ class HistoryStore:
             except BaseException:
                 connection.rollback()
                 raise
-        self._apply_until(sequence)
+        if apply:
+            self._apply_until(sequence)
         return AppendResult(
             accepted=counts[DECLARATION],
             duplicates=duplicates,
             sequence=sequence,
             seizures_accepted=counts[SEIZURE],
             inspections_accepted=counts[INSPECTION],
+        )
+
+    def _import_legacy_tables(self) -> None:
+        """Bring the history of a store written by the earlier release (one table per kind) into the log.
+
+        Runs once per database (a `migration` row marks it done); the rows become one append.
+        Seizures that inspections added there are already among its seizures: none is derived again.
+        """
+        names = set(sa.inspect(self._engine).get_table_names())
+        legacy = {"history_declarations", "history_seizures", "outcome_inspections"} & names
+        if not legacy:
+            return
+        pending = _Pending()
+        pending.rows[MIGRATION] = [(LEGACY_MARKER, dt.datetime(1970, 1, 1), "{}")]
+        with self._engine.connect() as connection:
+            if self._stored_ids(connection, MIGRATION, [LEGACY_MARKER]):
+                return
+            if "history_declarations" in legacy:
+                for record_id, at, payload in connection.exec_driver_sql(
+                    "SELECT declaration_id, declared_at, payload FROM history_declarations"
+                ):
+                    pending.rows[DECLARATION].append((record_id, _as_datetime(at), payload))
+            if "history_seizures" in legacy:
+                for record_id, at, payload in connection.exec_driver_sql(
+                    "SELECT seizure_id, seized_at, payload FROM history_seizures"
+                ):
+                    pending.rows[SEIZURE].append((record_id, _as_datetime(at), payload))
+            if "outcome_inspections" in legacy:
+                for declaration_id, at, result in connection.exec_driver_sql(
+                    "SELECT declaration_id, inspected_at, result FROM outcome_inspections"
+                ):
+                    at = _as_datetime(at)
+                    row = {"declaration_id": declaration_id, "inspected_at": at, "result": result}
+                    pending.rows[INSPECTION].append(
+                        (inspection_record_id(declaration_id, at), at, json.dumps(row, default=str))
+                    )
+        imported = self._commit(
+            pending, [], [], set(), dt.datetime.now(dt.UTC).replace(tzinfo=None), apply=False
+        )
+        log.warning(
+            "imported the earlier release's history tables into the log as append %s (%d declarations, "
+            "%d seizures, %d inspections); the old tables are left as they were",
+            imported.sequence,
+            imported.accepted,
+            imported.seizures_accepted,
+            imported.inspections_accepted,
         )
 
     def _ensure_head(self) -> None:
@@ -630,6 +697,11 @@ class HistoryStore:
                     sa.select(sa.func.count()).select_from(log_table).where(log_table.c.kind.in_(list(kinds)))
                 ).scalar_one()
             )
+
+
+def _as_datetime(value: dt.datetime | str) -> dt.datetime:
+    """A naive UTC datetime as a driver returns it (SQLite returns text)."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:

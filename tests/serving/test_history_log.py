@@ -167,3 +167,64 @@ def test_a_worker_with_other_base_files_refuses_the_log(base, tmp_path: Path) ->
     ).close()  # same base: fine
     with pytest.raises(BaseHistoryMismatchError, match="same base files"):
         HistoryStore(make_engine(url), load_reference(), base_declarations.iloc[:-1], base_seizures)
+
+
+def test_a_store_of_the_earlier_release_is_imported_once(base, tmp_path: Path) -> None:
+    """Tables of the release before the log (one per kind) become one append; nothing is lost or doubled."""
+    import json
+
+    import sqlalchemy as sa
+
+    base_declarations, base_seizures, records = base
+    url = f"sqlite:///{tmp_path}/history.db"
+    engine = make_engine(url)
+    seizure = _seizures(records)[0]
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE history_declarations (declaration_id VARCHAR(64) PRIMARY KEY, declared_at DATETIME, "
+            "payload TEXT, received_at DATETIME)"
+        )
+        connection.exec_driver_sql(
+            "CREATE TABLE history_seizures (seizure_id VARCHAR(64) PRIMARY KEY, seized_at DATETIME, "
+            "payload TEXT, received_at DATETIME)"
+        )
+        connection.exec_driver_sql(
+            "CREATE TABLE outcome_inspections (id INTEGER PRIMARY KEY, declaration_id VARCHAR(64), "
+            "inspected_at DATETIME, result VARCHAR(16), received_at DATETIME)"
+        )
+        for record in records:
+            connection.execute(
+                sa.text("INSERT INTO history_declarations VALUES (:i, :t, :p, :t)"),
+                {
+                    "i": record["declaration_id"],
+                    "t": record["declared_at"],
+                    "p": json.dumps(record, default=str),
+                },
+            )
+        connection.execute(
+            sa.text("INSERT INTO history_seizures VALUES (:i, :t, :p, :t)"),
+            {"i": seizure["seizure_id"], "t": seizure["seized_at"], "p": json.dumps(seizure, default=str)},
+        )
+        connection.execute(
+            sa.text("INSERT INTO outcome_inspections VALUES (1, :d, :t, 'CLEAN', :t)"),
+            {"d": records[0]["declaration_id"], "t": records[0]["declared_at"]},
+        )
+    engine.dispose()
+    reference = load_reference()
+    store = HistoryStore(make_engine(url), reference, base_declarations, base_seizures)
+    assert store.log_rows(["declaration", "seizure", "inspection"]) == len(records) + 2
+    assert store.sequence == 1
+    expected_history = History.build(
+        pd.concat([base_declarations, declarations_frame(records)], ignore_index=True),
+        pd.concat([base_seizures, seizures_frame([seizure])], ignore_index=True),
+        reference,
+    )
+    queries = _queries(records)
+    expected = compute_features(queries, expected_history, reference)
+    pd.testing.assert_frame_equal(
+        compute_features(queries, store.history, reference), expected, check_exact=True
+    )
+    store.close()
+    reopened = HistoryStore(make_engine(url), reference, base_declarations, base_seizures)
+    assert reopened.sequence == 1 and reopened.log_rows(["declaration"]) == len(records)
+    reopened.close()
