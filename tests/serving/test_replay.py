@@ -145,8 +145,8 @@ def test_every_recorded_decision_replays_identically(recorded, audit) -> None:
     assert {r.model_version for r in results} == {recorded["outcome"].model_version}
 
 
-def test_batch_members_saw_each_other(recorded, audit) -> None:
-    """Why a batch is replayed as a whole: its members' features count the members filed before them."""
+def test_batch_members_score_as_if_alone(recorded, audit) -> None:
+    """A batch's members are not history for each other: each member's features equal its features alone."""
     from features.definitions import compute_online_features
     from serving.frames import declaration_columns
     from serving.schemas import Declaration
@@ -163,9 +163,7 @@ def test_batch_members_saw_each_other(recorded, audit) -> None:
         [compute_online_features(declaration_columns([d]), history, model.reference) for d in declarations],
         ignore_index=True,
     )
-    # The batch is in filing order: its first member has no earlier member to see, the others do.
-    pd.testing.assert_series_equal(together.iloc[0], alone.iloc[0])
-    assert not together.iloc[1:].equals(alone.iloc[1:])
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
 
 
 def test_a_tampered_score_is_reported_as_a_mismatch(recorded, tampered) -> None:
