@@ -19,6 +19,7 @@ append (the contract validator refuses duplicates anyway).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,10 +135,16 @@ class Segment:
     vocabularies: dict[str, pd.Index]  # entity kind -> the code book its indexes share
     #: relationship kind ("pair", "exporter_destination") -> earliest second of each code
     #: in this segment's declarations (`_NEVER` for none)
-    first_seen: dict[str, np.ndarray] = field(default_factory=dict)
+    first_seen: dict[str, np.ndarray]
     #: seizures of this segment naming a declaration unknown when it was indexed
     #: (`_PENDING_COLUMNS` and their seized second)
     pending: pd.DataFrame | None = None
+
+    @functools.cached_property
+    def pending_ids(self) -> pd.Index:
+        """Declaration ids the pending seizures name (object dtype; its hash table is reused)."""
+        ids = [] if self.pending is None else _object(self.pending["declaration_id"])
+        return pd.Index(ids, dtype=object)
 
     @functools.cached_property
     def attributes(self) -> pd.DataFrame:
@@ -476,25 +483,26 @@ def _seizure_keys(
 
 
 def _resolved_pending(
-    prior: History | None, ids: pd.Index, attributes: pd.DataFrame
+    prior: History | None, ids: pd.Index, attributes: Callable[[], pd.DataFrame]
 ) -> tuple[dict, np.ndarray]:
     """Attributed seizure events that prior segments' pending seizures gain from these declarations.
 
     Only what the seizure did not already count for is added (an exporter or consignee it
     named itself was counted when it arrived), so the totals equal one build's attribution.
-    Returns keys by seizure kind and the seized seconds.
+    `attributes()` gives the declarations' attributes frame. Returns keys by seizure kind
+    and the seized seconds.
     """
     parts = []
     if prior is not None and len(ids):
         for segment in prior.segments:
-            pending = segment.pending
-            if pending is not None and len(pending):
-                named = ids.get_indexer(pd.Index(_object(pending["declaration_id"]), dtype=object)) >= 0
-                if named.any():
-                    parts.append(pending.loc[named])
+            if segment.pending is not None:
+                found, _ = segment.pending_ids.get_indexer_non_unique(ids)
+                if (found >= 0).any():
+                    parts.append(segment.pending.iloc[found[found >= 0]])
     if not parts:
         return {}, np.zeros(0, dtype=np.int64)
     resolved = pd.concat(parts, ignore_index=True)
+    attributes = attributes()
     linked = attributes.reindex(resolved["declaration_id"].astype("str").to_numpy())
     linked.index = resolved.index
     full = _attributed_keys(resolved, linked)
@@ -546,7 +554,10 @@ def _build_segment(
     # object dtype: the index's hash table is built once and reused by every lookup
     ids = pd.Index(np.asarray(columns["declaration_id"], dtype=object), dtype=object, name="declaration_id")
     attribute_values = {name: columns[name] for name in _ATTRIBUTE_COLUMNS}
-    attributes = Segment.attributes_frame(ids, attribute_values)
+
+    @functools.cache
+    def attributes() -> pd.DataFrame:  # built only when a seizure needs it
+        return Segment.attributes_frame(ids, attribute_values)
 
     # Seizures count from seized_at. Those naming a declaration are attributed through it;
     # those naming only an exporter or consignee still count for that entity. Seizures of
@@ -556,7 +567,7 @@ def _build_segment(
     pending = None
     seizure_seconds = np.zeros(0, dtype=np.int64)
     if len(seizures):
-        seizure_keys, unknown = _seizure_keys(seizures, attributes, prior)
+        seizure_keys, unknown = _seizure_keys(seizures, attributes(), prior)
         seizure_seconds = to_seconds(seizures["seized_at"])
         if unknown.any():
             pending = seizures.loc[unknown, list(_PENDING_COLUMNS)].reset_index(drop=True)
@@ -649,6 +660,8 @@ def _build_segment(
         first_seen=first_seen,
         pending=pending,
     )
+    if attributes.cache_info().currsize:
+        segment.__dict__["attributes"] = attributes()  # the cached property, already built
     if repeated.any():  # codes of every given row, as the caller's keys are aligned with them
         codes = {kind: segment.codes(kind, given_keys[kind]) for kind in given_keys}
     return segment, codes

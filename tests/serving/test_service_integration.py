@@ -94,16 +94,16 @@ def test_service_scores_equal_offline_scores(deployment, small_history: Path) ->
     cutoff = declarations["declared_at"].iloc[-NEW]
     known = tables.seizures.loc[tables.seizures["seized_at"] < cutoff]
     reference = load_reference()
-    base = History.build(declarations.iloc[:-NEW], known, reference)
-    features = compute_features(declarations, base, reference)
+    # the service's history holds all but the NEW declarations; /score never adds its own
+    # rows, so each is scored against that history alone (not against its batch-mates)
+    stored = History.build(declarations.iloc[:-NEW], known, reference)
+    features = compute_features(declarations.iloc[-NEW:], stored, reference)
     config, outcome = deployment["config"], deployment["outcome"]
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking_uri)
     scorer = load_scorer(f"models:/{config.registered_model}/{outcome.model_version}")
-    offline = pd.Series(
-        scorer.predict_proba(features.iloc[-NEW:]), index=declarations["declaration_id"].iloc[-NEW:]
-    )
+    offline = pd.Series(scorer.predict_proba(features), index=declarations["declaration_id"].iloc[-NEW:])
     assert len(served) == NEW
     np.testing.assert_allclose(
         served.loc[offline.index].to_numpy(), offline.to_numpy(), rtol=1e-9, atol=1e-12
