@@ -129,6 +129,10 @@ class UnknownDeclarationError(ValueError):
 
     def __init__(self, declaration_ids: list[str]) -> None:
         self.declaration_ids = declaration_ids
+        self.reason = (
+            "declaration not in the history: record it with POST /history/declarations first "
+            "(nothing of this request was stored)"
+        )
         shown = ", ".join(repr(d) for d in declaration_ids[:5])
         more = f" and {len(declaration_ids) - 5} more" if len(declaration_ids) > 5 else ""
         super().__init__(

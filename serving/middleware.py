@@ -286,6 +286,12 @@ _GUARD_RESPONSES = {
 #: handlers mounted beside BentoML's APIs (FastAPI routes, probes).
 _PATH_RESPONSES: dict[str, dict[str, dict]] = {
     "/score": {"409": _response("A declaration_id repeated within one scoring request", _FIELD_ERRORS)},
+    "/outcomes": {
+        "409": _response(
+            "Inspections of declarations the history does not hold (nothing of the request stored)",
+            _FIELD_ERRORS,
+        )
+    },
     "/model": {"503": _response("Model not loaded", _DETAIL)},
     "/audit/": {
         "404": _response("No decision recorded for this declaration", _DETAIL),

@@ -121,8 +121,9 @@ class OutcomeAck(BaseModel):
         description="seizures stored: reported ones and those SEIZURE inspections add"
     )
     duplicates: list[str]
-    history_sequence: int | None = Field(
-        None, description="sequence number of this append in the history log (null: nothing new stored)"
+    history_sequence: int = Field(
+        description="sequence number of this append in the history log; when nothing new was stored, "
+        "the log's head at the time"
     )
 
 
@@ -159,8 +160,9 @@ class HistoryAck(BaseModel):
     accepted: int
     duplicates: list[str] = Field(description="ids already in the history (not added again)")
     history_declarations: int
-    history_sequence: int | None = Field(
-        None, description="sequence number of this append in the history log (null: nothing new stored)"
+    history_sequence: int = Field(
+        description="sequence number of this append in the history log; when nothing new was stored, "
+        "the log's head at the time"
     )
 
 
@@ -175,4 +177,4 @@ class ModelInfo(BaseModel):
     refused_versions: dict[str, str] = Field(
         default_factory=dict, description="versions the alias named that failed verification, with the reason"
     )
-    history_sequence: int | None = None
+    history_sequence: int = 0

@@ -68,10 +68,23 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
-class Unprocessable(BentoMLException):
-    """The request is well formed but names something the history does not hold (422)."""
-
-    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+def _unknown_declarations_answer(exc: UnknownDeclarationError, inspections: list[Inspection]) -> Response:
+    """409: the inspections name declarations the history does not hold (the field-error shape)."""
+    unknown = set(exc.declaration_ids)
+    errors = [
+        {
+            "message": exc.reason,
+            "type": "unknown_declaration",
+            "field": f"inspections[{i}].declaration_id",
+            "detail": inspection.declaration_id,
+            "index": i,
+            "declaration_id": inspection.declaration_id,
+        }
+        for i, inspection in enumerate(inspections)
+        if inspection.declaration_id in unknown
+    ]
+    body = {"error": f"{len(errors)} inspection(s) of declarations not in the history", "errors": errors}
+    return Response(orjson.dumps(body), status_code=409, media_type="application/json")
 
 
 def _as_received(declarations: list[Declaration], ctx: bentoml.Context) -> list[dict]:
@@ -178,7 +191,7 @@ class DiversionRiskService:
             accepted=result.accepted,
             duplicates=result.duplicates,
             history_declarations=engine.store.declaration_count,
-            history_sequence=result.sequence,
+            history_sequence=result.sequence if result.sequence is not None else engine.store.sequence,
         )
 
     @bentoml.api(route="/history/seizures")
@@ -192,7 +205,7 @@ class DiversionRiskService:
             accepted=result.accepted,
             duplicates=result.duplicates,
             history_declarations=engine.store.declaration_count,
-            history_sequence=result.sequence,
+            history_sequence=result.sequence if result.sequence is not None else engine.store.sequence,
         )
 
     @bentoml.api(route="/outcomes")
@@ -208,12 +221,12 @@ class DiversionRiskService:
                 [i.model_dump() for i in inspections], [s.model_dump() for s in seizures]
             )
         except UnknownDeclarationError as exc:
-            raise Unprocessable(str(exc)) from exc
+            return _unknown_declarations_answer(exc, inspections)  # type: ignore[return-value]
         return OutcomeAck(
             inspections_accepted=result.inspections_accepted,
             seizures_accepted=result.seizures_accepted,
             duplicates=result.duplicates,
-            history_sequence=result.sequence,
+            history_sequence=result.sequence if result.sequence is not None else engine.store.sequence,
         )
 
     @info_app.get("/model")
