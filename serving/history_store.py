@@ -241,7 +241,13 @@ class HistoryStore:
         return AppendResult(accepted=len(rows), duplicates=duplicates)
 
     def export_contract(self, out_dir: Path) -> dict[str, int]:
-        """Write the full history (base + appended) and the inspections as contract CSV files."""
+        """Write the full history (base + appended) and the inspections as contract CSV files.
+
+        Every field is quoted: free text may hold CR, LF, quotes and commas, and a bare CR
+        left unquoted would split the row for the reader.
+        """
+        import csv
+
         out_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:
             declarations = pd.concat(self._declarations, ignore_index=True).sort_values(
@@ -262,7 +268,13 @@ class HistoryStore:
             ("seizures", seizures),
             ("inspections", inspections),
         ):
-            frame.to_csv(out_dir / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S")
+            frame.to_csv(
+                out_dir / f"{name}.csv",
+                index=False,
+                date_format="%Y-%m-%dT%H:%M:%S",
+                quoting=csv.QUOTE_ALL,
+                encoding="utf-8",
+            )
         return {"declarations": len(declarations), "seizures": len(seizures), "inspections": len(inspections)}
 
     def _advance(self, declarations: pd.DataFrame | None, seizures: pd.DataFrame | None) -> None:
