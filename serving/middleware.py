@@ -11,12 +11,15 @@ document describes what the service really answers (`complete_contract`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
 
+from features.contract import SEIZURE_LINK_COLUMNS
 from serving.auth import route_access
+from serving.schemas import SEIZURE_LINK_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +40,26 @@ _LIST_FIELDS = {
 }
 
 
-async def _json_response(send: Send, status: int, document: dict) -> None:
+async def _json_response(send: Send, status: int, document: dict, close: bool = False) -> None:
     body = orjson.dumps(document)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:
-    """413 for oversized bodies or batches, 400 for malformed JSON, 422 for invalid fields."""
+    """413 for oversized bodies or batches, 400 for malformed JSON, 422 for invalid fields,
+    408 (and the connection closed) for a body that does not arrive within `body_timeout` seconds."""
 
-    def __init__(self, app, max_body_bytes: int = 32 * 1024 * 1024, max_batch: int = 10_000) -> None:
+    def __init__(
+        self, app, max_body_bytes: int = 32 * 1024 * 1024, max_batch: int = 10_000, body_timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _LIST_FIELDS:
@@ -69,7 +73,8 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await _json_response(send, 413, {"error": f"request body above {self.max_body_bytes} bytes"})
             return
-        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
+        # Media types are case-insensitive (RFC 9110 8.3.1); parameters such as charset may follow.
+        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if content_type != b"application/json":
             await _json_response(
                 send,
@@ -79,8 +84,21 @@ class RequestGuard:
             return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                # A slow client is the client's fault (408), not the server's (504), and it
+                # must not hold a connection and a worker slot for as long as it likes.
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                await _json_response(
+                    send,
+                    408,
+                    {"error": f"request body not received within {self.body_timeout:g} s; connection closed"},
+                    close=True,
+                )
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -228,6 +246,8 @@ class _ValidationRewriter(_BufferedResponse):
             if isinstance(record, dict) and isinstance(record.get("seizure_id"), str):
                 out["seizure_id"] = record["seizure_id"][:64]
             loc = loc[1:]
+        if item.get("type") == SEIZURE_LINK_ERROR:
+            loc = [*loc, "|".join(SEIZURE_LINK_COLUMNS)]  # the rejects file's column for this reason
         out["field"] = ".".join(str(part) for part in loc) or self._list_field
         where = f"{self._list_field}[{out['index']}]" if "index" in out else "request"
         name = out.get("declaration_id") or out.get("seizure_id")
