@@ -30,6 +30,8 @@ from features.definitions import FEATURE_SET  # noqa: E402
 from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
+from serving.limits import ConcurrencyLimit, Saturated, install_header_timeout  # noqa: E402
+from serving.metrics import MetricsEndpoint, RouteMetrics, ServiceMetrics  # noqa: E402
 from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
 from serving.runtime import settle_garbage_collector  # noqa: E402
 from serving.schemas import (  # noqa: E402
@@ -90,7 +92,8 @@ def _caller(ctx: bentoml.Context) -> str:
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="diversion_risk", workers=1, traffic={"timeout": 120})
+# BentoML's own traffic metrics label series by raw path: off; serving.metrics counts by route.
+@bentoml.service(name="diversion_risk", workers=1, traffic={"timeout": 120}, metrics={"enabled": False})
 class DiversionRiskService:
     """Risk score, inspection channel and reasons for export declarations."""
 
@@ -101,6 +104,7 @@ class DiversionRiskService:
         self.engine: ScoringEngine | None = None
         self.audit: AuditStore | None = None
         self.load_error: str | None = None
+        self.replays = ConcurrencyLimit(self.settings.replay_concurrency)
         try:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
@@ -229,11 +233,28 @@ class DiversionRiskService:
             raise HTTPException(
                 status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
             )
-        results = replay_decision(declaration_id[:64], self.settings, self.audit)
+        try:
+            with self.replays.slot():  # each replay holds a model and a history: a few at a time
+                results = replay_decision(declaration_id[:64], self.settings, self.audit)
+        except Saturated as exc:
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many audit replays running (limit {exc.limit}); retry in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         return [{**r.__dict__, "scored_at": r.scored_at.isoformat(), "verified": r.verified} for r in results]
 
 
+METRICS = ServiceMetrics()
+# Order: first added is outermost. Metrics count every answer (401s included); /metrics is served
+# inside the auth middleware, which asks for the monitor role.
+DiversionRiskService.add_asgi_middleware(RouteMetrics, metrics=METRICS)
 DiversionRiskService.add_asgi_middleware(AuthMiddleware, registry=REGISTRY, demo_mode=DEMO_MODE)
+DiversionRiskService.add_asgi_middleware(MetricsEndpoint, metrics=METRICS)
 DiversionRiskService.add_asgi_middleware(
-    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH
+    RequestGuard,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    max_batch=MAX_BATCH,
+    body_timeout=SETTINGS.body_timeout_seconds,
 )
+install_header_timeout(SETTINGS.header_timeout_seconds)

@@ -27,6 +27,9 @@ class ServiceSettings(BaseModel):
     max_batch: int = Field(10_000, gt=0)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     compact_every: int = Field(64, gt=0, description="rebuild the history index after this many appends")
+    replay_concurrency: int = Field(2, gt=0, description="audit replays running at once; more get 429")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="408 and close when headers take longer")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="408 and close when the body takes longer")
 
     @property
     def model_uri(self) -> str:
