@@ -328,6 +328,8 @@ def test_cli_issues_with_expiry_lists_and_revokes(tmp_path: Path, capsys: pytest
 # --- the export training reads back ---------------------------------------------------------
 
 AWKWARD = 'line one\r\nline two\rbare CR, "quoted", comma \u200fRTL\u202e mark\nend'
+#: Nothing but a carriage return that needs quoting: the field a minimal-quoting writer leaves bare.
+BARE_CR = "tramadol 100 mg\rstrips of 10"
 
 
 def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -> None:
@@ -349,7 +351,7 @@ def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -
             "port_of_loading": "INNSA",
             "transport_mode": "SEA",
             "hs_code": "300490",
-            "goods_description": AWKWARD,
+            "goods_description": BARE_CR,
             "quantity": 10.5,
             "quantity_unit": "KGM",
             "gross_weight_kg": 12.0,
@@ -363,7 +365,7 @@ def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -
             "declaration_id": "SB0000001",
             "country": "NG",
             "substance": AWKWARD,
-            "agency": AWKWARD,
+            "agency": BARE_CR,
         }
     )
     inspection = Inspection.model_validate(
@@ -389,8 +391,8 @@ def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -
 
     assert counts == {"declarations": 1, "seizures": 1, "inspections": 1}
     assert tables.report.rows_rejected == {"declarations": 0, "seizures": 0, "inspections": 0}
-    assert tables.declarations["goods_description"].tolist() == [AWKWARD]
-    assert tables.seizures[["substance", "agency"]].iloc[0].tolist() == [AWKWARD, AWKWARD]
+    assert tables.declarations["goods_description"].tolist() == [BARE_CR]
+    assert tables.seizures[["substance", "agency"]].iloc[0].tolist() == [AWKWARD, BARE_CR]
     assert [c.name for c in DECLARATION_COLUMNS] == list(tables.declarations.columns)
     assert [c.name for c in SEIZURE_COLUMNS] == list(tables.seizures.columns)
     assert isinstance(tables.inspections, pd.DataFrame) and len(tables.inspections) == 1
