@@ -365,3 +365,58 @@ def test_concurrent_replays_beyond_the_limit_get_429_with_retry_after(service) -
     assert set(statuses) <= {200, 429}
     refused = next(a for a in answers if a.status_code == 429)
     assert int(refused.headers["Retry-After"]) > 0
+
+
+def _worker(base: str):
+    """The process that serves `base` (the one holding its listening socket with the most memory)."""
+    import psutil
+
+    port = int(base.rsplit(":", 1)[1])
+    holders = set()
+    for process in psutil.process_iter():
+        try:
+            if any(
+                c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                for c in process.net_connections("tcp")
+            ):
+                holders.add(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+    return max(holders, key=lambda p: p.memory_info().rss)
+
+
+def test_memory_of_one_audit_replay_is_measured(service) -> None:
+    """Peak RSS rise of the serving worker during one replay (the figure in docs/security.md)."""
+    import threading
+
+    base, record = service["base"], service["records"][-5]
+    assert (
+        httpx.post(
+            f"{base}/score", json={"declarations": [record]}, headers=_auth(service, "scorer"), timeout=60
+        ).status_code
+        == 200
+    )
+    worker = _worker(base)
+    idle = worker.memory_info().rss
+    peak, done = idle, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, worker.memory_info().rss)
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    answer = httpx.get(
+        f"{base}/audit/replay/{record['declaration_id']}", headers=_auth(service, "auditor"), timeout=120
+    )
+    took = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    assert answer.status_code == 200, answer.text
+    print(
+        f"one replay: {took:.2f} s, worker RSS {idle / 2**20:,.0f} MiB idle, peak +{(peak - idle) / 2**20:,.0f} MiB"
+    )
+    assert peak >= idle
