@@ -297,6 +297,7 @@ def _response(description: str, schema: dict | None = None) -> dict:
 
 #: Answers of this guard on the list endpoints (BentoML documents 200, 400, 404 and 500 itself).
 _GUARD_RESPONSES = {
+    "408": _response("Request body not received in time; the connection is closed", _ERROR),
     "413": _response("Request body or batch above the service's limit", _ERROR),
     "415": _response("Body is not application/json", _ERROR),
     "422": _response("Invalid fields, each named with its record's index and id", _FIELD_ERRORS),
@@ -307,6 +308,9 @@ _GUARD_RESPONSES = {
 _PATH_RESPONSES: dict[str, dict[str, dict]] = {
     "/score": {"409": _response("A declaration_id repeated within one scoring request", _FIELD_ERRORS)},
     "/model": {"503": _response("Model not loaded", _DETAIL)},
+    "/audit/replay/": {
+        "429": _response("Too many audit replays running; retry after the Retry-After seconds", _DETAIL)
+    },
     "/audit/": {
         "404": _response("No decision recorded for this declaration", _DETAIL),
         "503": _response("Audit store not loaded", _DETAIL),
@@ -329,7 +333,7 @@ def complete_contract(document: dict) -> dict:
     components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor",
+        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor, monitor",
     }
     for path, item in completed.get("paths", {}).items():
         for method, operation in item.items():

@@ -31,8 +31,9 @@ PROTECTED_ROLES = {
     "/audit/decisions/{declaration_id}": "auditor",
     "/audit/replay/{declaration_id}": "auditor",
     "/model": None,
+    "/metrics": "monitor",
 }
-OPEN = ("/livez", "/readyz", "/healthz", "/metrics")
+OPEN = ("/livez", "/readyz", "/healthz")
 GUARDED_POSTS = ("/score", "/history/declarations", "/history/seizures", "/outcomes")
 
 
