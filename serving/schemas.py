@@ -149,11 +149,32 @@ LoCode = Annotated[
 HsCode = Annotated[str, Field(pattern=r"^(\d{6}|\d{8})$", description="6 or 8 digits, leading zeros kept")]
 # strict: a JSON number only (no true/false, no numeric strings), as the published schema says.
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+
+
+def _published_date_pattern(today: dt.date) -> str:
+    """A pattern for the published schema that only matches times every edge accepts.
+
+    The bounds themselves (1990-01-01 to now + 1 day, in UTC) cannot be written in JSON
+    Schema, and "now" moves: the pattern covers 1991 up to last year, days 01-28 and
+    offsets up to 13:59, so whatever it matches is accepted whatever the offset. Later
+    times are accepted too, up to the bound; a generator working from the document
+    simply never proposes them.
+    """
+    years = "|".join(str(year) for year in range(1991, today.year))
+    return (
+        rf"^({years})-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{{1,6}})?"
+        r"(Z|[+-](0\d|1[0-3]):[0-5]\d)$"
+    )
+
+
 IsoDateTime = Annotated[
     dt.datetime,
     BeforeValidator(_iso_text),
     AfterValidator(_within_contract_dates),
-    Field(description="ISO 8601; offsets are converted to UTC; from 1990-01-01 to now + 1 day"),
+    Field(
+        description="ISO 8601; offsets are converted to UTC; from 1990-01-01 to now + 1 day (UTC)",
+        json_schema_extra={"pattern": _published_date_pattern(dt.date.today())},
+    ),
 ]
 
 Channel = Literal["RED", "YELLOW", "GREEN"]
@@ -167,7 +188,10 @@ def _field_type(column: Column) -> Any:
         limit = max_length(column, request=True)
         return Annotated[
             str,
-            Field(min_length=0 if column.nullable else 1, json_schema_extra={"maxLength": limit}),
+            Field(
+                min_length=0 if column.nullable else 1,
+                json_schema_extra={"maxLength": limit, "pattern": "^[^\\x00]*$"},
+            ),
             AfterValidator(_at_most(limit)),
             AfterValidator(_no_nul),
         ]
@@ -208,10 +232,22 @@ def _fields(columns: tuple[Column, ...]) -> dict[str, Any]:
 
 
 class _Row(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+    # hide_input_in_errors: a rejected value never reaches the logs (declaration content is
+    # confidential); the 422 names the record, field and reason instead.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False, hide_input_in_errors=True)
 
 
 class _SeizureRow(_Row):
+    # The link rule in the published schema: at least one of the link columns, as a string.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in SEIZURE_LINK_COLUMNS
+            ]
+        }
+    )
+
     @model_validator(mode="after")
     def _names_an_entity(self) -> _SeizureRow:
         if all(getattr(self, name) in (None, "") for name in SEIZURE_LINK_COLUMNS):
