@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from features.contract import SEIZURE_LINK_COLUMNS
+from features.contract import DECLARATION_COLUMNS, REASON_NUL, SEIZURE_COLUMNS, SEIZURE_LINK_COLUMNS
 from serving.auth import route_access
 from serving.schemas import SEIZURE_LINK_ERROR
 
@@ -125,6 +125,13 @@ class RequestGuard:
                 },
             )
             return
+        nul = _nul_errors(document, list_field)
+        if nul:
+            # Answered here, before BentoML's validation, which would log the rejected text.
+            rewriter = _ValidationRewriter(send, records, list_field)
+            errors = [rewriter._describe(item) for item in nul]
+            await _json_response(send, 422, {"error": f"{len(errors)} invalid field(s)", "errors": errors})
+            return
         if scope["path"] == "/score" and isinstance(records, list):
             repeated = _repeated_declaration_ids(records)
             if repeated:
@@ -144,6 +151,37 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _ValidationRewriter(send, records, list_field))
+
+
+#: Free-text columns, where NUL is refused (contract reason REASON_NUL).
+_TEXT_COLUMNS = tuple(
+    dict.fromkeys(c.name for c in (*DECLARATION_COLUMNS, *SEIZURE_COLUMNS) if c.kind == "text")
+)
+
+
+def _nul_errors(document: object, list_field: str) -> list[dict]:
+    """Validation items (pydantic's shape) for free text holding NUL, in every list of the body."""
+    if not isinstance(document, dict):
+        return []
+    items = []
+    for field in dict.fromkeys((list_field, "seizures")):
+        records = document.get(field)
+        if not isinstance(records, list):
+            continue
+        for index, record in enumerate(records[:100_000]):
+            if not isinstance(record, dict):
+                continue
+            for name in _TEXT_COLUMNS:
+                value = record.get(name)
+                if isinstance(value, str) and "\x00" in value:
+                    items.append(
+                        {
+                            "loc": [field, index, name],
+                            "msg": f"Value error, {REASON_NUL}",
+                            "type": "value_error",
+                        }
+                    )
+    return items[:100]
 
 
 def _repeated_declaration_ids(records: list) -> dict[str, list[int]]:
