@@ -6,6 +6,7 @@ This module only *describes* the tables. Reading and validating files lives in
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 TRANSPORT_MODES: tuple[str, ...] = ("SEA", "AIR", "COURIER", "POST", "ROAD", "RAIL")
@@ -22,6 +23,23 @@ EARLIEST_DATE = "1990-01-01"
 #: Dates later than the validation time plus this many days are in the future: rejected. The
 #: day of slack covers naive local timestamps east of UTC (e.g. India, UTC+05:30).
 FUTURE_TOLERANCE_DAYS = 1
+
+#: Longest identifier (declaration, seizure, exporter, consignee, broker, authorisation ids).
+MAX_ID_LENGTH = 64
+#: Longest free text per column, in files and requests; a longer value is rejected, not truncated.
+MAX_TEXT_LENGTH: dict[str, int] = {"substance": 200, "agency": 200}
+#: Further caps on one HTTP request's free text (a body-size limit, not a meaning of the data):
+#: files may carry longer declared descriptions, which training reads in full.
+REQUEST_TEXT_LENGTH: dict[str, int] = {"goods_description": 4000}
+
+# Reasons, worded once: the training validator writes them into rejects files and the
+# service's 422 answers carry the same words, so a rejected row reads the same at both edges.
+REASON_BEFORE_EARLIEST = f"before {EARLIEST_DATE} (a placeholder or a typo, not a real date)"
+REASON_FUTURE = "in the future"
+REASON_NUL = "contains a NUL character (U+0000), which no CSV or database text column keeps"
+REASON_CONTROL_IN_ID = "identifiers may not contain control characters (U+0000-U+001F, U+007F)"
+REASON_TOO_LONG = "longer than {limit} characters"
+REASON_OUT_OF_RANGE = "outside years 1-9999 once converted to UTC"
 
 
 @dataclass(frozen=True)
@@ -89,3 +107,35 @@ def column_names(columns: tuple[Column, ...]) -> list[str]:
 def required_names(columns: tuple[Column, ...]) -> list[str]:
     """Names of a table's required columns."""
     return [c.name for c in columns if c.required]
+
+
+#: Seizure rows must name at least one of these (reason worded once for both edges).
+REASON_NO_LINK = f"none of {', '.join(SEIZURE_LINK_COLUMNS)} is given; a seizure must name at least one"
+
+
+def max_length(column: Column, request: bool = False) -> int | None:
+    """Longest value a text-like column may hold in a file, or with `request` in an HTTP request
+    (None: no limit beyond its pattern). A request's limits are never looser than a file's."""
+    if column.kind == "id":
+        return MAX_ID_LENGTH
+    if request and column.name in REQUEST_TEXT_LENGTH:
+        return REQUEST_TEXT_LENGTH[column.name]
+    return MAX_TEXT_LENGTH.get(column.name)
+
+
+def earliest_date() -> dt.datetime:
+    """The earliest date a contract row may carry (naive UTC)."""
+    return dt.datetime.fromisoformat(EARLIEST_DATE)
+
+
+def latest_date(as_of: dt.datetime | None = None) -> dt.datetime:
+    """The latest date a contract row may carry: `as_of` (default now, UTC) plus the tolerance, naive UTC."""
+    now = dt.datetime.now(dt.UTC) if as_of is None else as_of
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    return now + dt.timedelta(days=FUTURE_TOLERANCE_DAYS)
+
+
+def columns_by_name(columns: tuple[Column, ...]) -> dict[str, Column]:
+    """A table's columns keyed by name."""
+    return {c.name: c for c in columns}

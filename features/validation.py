@@ -31,10 +31,17 @@ from features.contract import (
     EARLIEST_DATE,
     FUTURE_TOLERANCE_DAYS,
     INSPECTION_COLUMNS,
+    REASON_BEFORE_EARLIEST,
+    REASON_CONTROL_IN_ID,
+    REASON_FUTURE,
+    REASON_NO_LINK,
+    REASON_NUL,
+    REASON_TOO_LONG,
     SEIZURE_COLUMNS,
     SEIZURE_LINK_COLUMNS,
     Column,
     column_names,
+    max_length,
     required_names,
 )
 
@@ -136,6 +143,11 @@ class ValidationReport:
             f"({t.reject_share:.2%}, limit {self.max_reject_share:.2%})"
             + (f"; rejects in {t.rejects_path}" if t.rejects_path and t.rows_rejected else "")
             for t in self.tables.values()
+        ]
+        lines += [
+            f"  {t.table}: {rows} rows, {column}: {reason}"
+            for t in self.tables.values()
+            for column, reason, rows in top_reasons(t.rejects)
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -297,6 +309,16 @@ def latest_plausible(as_of: pd.Timestamp | None = None) -> pd.Timestamp:
 
 def _value_checks(column: Column, latest: pd.Timestamp) -> list[pa.Check]:
     """pandera checks for one column's values (NAs are skipped; nullability is separate)."""
+    if column.kind in ("id", "text"):
+        checks = []
+        limit = max_length(column)
+        if limit is not None:
+            checks.append(pa.Check.str_length(max_value=limit, error=REASON_TOO_LONG.format(limit=limit)))
+        if column.kind == "id":
+            checks.append(pa.Check(lambda s: ~s.str.contains(r"[\x00-\x1f\x7f]"), error=REASON_CONTROL_IN_ID))
+        else:
+            checks.append(pa.Check(lambda s: ~s.str.contains("\x00", regex=False), error=REASON_NUL))
+        return checks
     if column.kind == "enum":
         allowed = ", ".join(column.enum or ())
         return [pa.Check.isin(list(column.enum or ()), error=f"not one of {allowed}")]
@@ -324,11 +346,11 @@ def _value_checks(column: Column, latest: pd.Timestamp) -> list[pa.Check]:
         return [
             pa.Check.ge(
                 pd.Timestamp(EARLIEST_DATE).as_unit("us"),
-                error=f"before {EARLIEST_DATE} (a placeholder or a typo, not a real date)",
+                error=REASON_BEFORE_EARLIEST,
             ),
             pa.Check.le(
                 latest,
-                error=f"in the future (after {latest:%Y-%m-%d %H:%M} UTC, the validation time "
+                error=f"{REASON_FUTURE} (after {latest:%Y-%m-%d %H:%M} UTC, the validation time "
                 f"plus {FUTURE_TOLERANCE_DAYS} day)",
             ),
         ]
@@ -342,7 +364,7 @@ def _value_checks(column: Column, latest: pd.Timestamp) -> list[pa.Check]:
     return []
 
 
-_LINK_ERROR = f"none of {', '.join(SEIZURE_LINK_COLUMNS)} is given; a seizure must name at least one"
+_LINK_ERROR = REASON_NO_LINK
 
 
 def contract_schema(columns: tuple[Column, ...], latest: pd.Timestamp | None = None) -> pa.DataFrameSchema:
@@ -701,6 +723,31 @@ def load_contract_tables(
     )
 
 
+def reason_stem(reason: str) -> str:
+    """A reject reason without the quoted value and per-row detail (what is counted as "the same reason")."""
+    return reason.split(": ", 1)[0].split(" (", 1)[0]
+
+
+def top_reasons(rejects: pd.DataFrame, n: int = 3) -> list[tuple[str, str, int]]:
+    """The `n` most frequent (column, reason, rejected rows) of a rejects frame, most frequent first.
+
+    A reason is counted once per row, so a row rejected twice for it counts once; ties are
+    broken by column then reason, so the answer does not depend on the file's order.
+    """
+    if rejects.empty:
+        return []
+    stems = rejects.assign(reason=rejects["reason"].astype("str").map(reason_stem))
+    counts = (
+        stems.drop_duplicates(subset=["row", "column", "reason"])
+        .groupby(["column", "reason"], sort=False)
+        .size()
+        .reset_index(name="rows")
+        .sort_values(["rows", "column", "reason"], ascending=[False, True, True], kind="stable")
+        .head(n)
+    )
+    return [(str(c), str(r), int(k)) for c, r, k in counts.itertuples(index=False)]
+
+
 def _first_reason(rejects: pd.DataFrame) -> str:
     first = rejects.iloc[0]
     return f"row {first['row']}, {first['column']}: {first['reason']}"
@@ -741,5 +788,11 @@ def _print_report(report: ValidationReport) -> None:
             str(t.rejects_path) if t.rejects_path else "-",
         )
     console.print(table)
+    for t in report.tables.values():
+        frequent = top_reasons(t.rejects)
+        if frequent:
+            console.print(f"{t.table}: most frequent reasons", highlight=False)
+            for column, reason, rows in frequent:
+                console.print(f"  {rows:>9,} rows  {column}: {reason}", highlight=False, soft_wrap=True)
     for message in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

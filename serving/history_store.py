@@ -660,7 +660,11 @@ class HistoryStore:
     # ---- export ----------------------------------------------------------------------------
 
     def export_contract(self, out_dir: Path) -> dict[str, int]:
-        """Write the full history (base + log) and the inspections as contract CSV files."""
+        """Write the full history (base + log) and the inspections as contract CSV files.
+
+        Every field is quoted: free text may hold CR, LF, quotes and commas, and a bare CR
+        left unquoted would split the row for the reader.
+        """
         out_dir.mkdir(parents=True, exist_ok=True)
         head = self.head()
         appended_declarations, appended_seizures = self._read_rows(0, head)
@@ -689,7 +693,8 @@ class HistoryStore:
                 out_dir / f"{name}.csv",
                 index=False,
                 date_format="%Y-%m-%dT%H:%M:%S",
-                quoting=csv.QUOTE_MINIMAL,
+                quoting=csv.QUOTE_ALL,
+                encoding="utf-8",
             )
         return {"declarations": len(declarations), "seizures": len(seizures), "inspections": len(inspections)}
 

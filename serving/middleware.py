@@ -11,12 +11,15 @@ document describes what the service really answers (`complete_contract`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
 
+from features.contract import DECLARATION_COLUMNS, REASON_NUL, SEIZURE_COLUMNS, SEIZURE_LINK_COLUMNS
 from serving.auth import route_access
+from serving.schemas import SEIZURE_LINK_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +40,26 @@ _LIST_FIELDS = {
 }
 
 
-async def _json_response(send: Send, status: int, document: dict) -> None:
+async def _json_response(send: Send, status: int, document: dict, close: bool = False) -> None:
     body = orjson.dumps(document)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:
-    """413 for oversized bodies or batches, 400 for malformed JSON, 422 for invalid fields."""
+    """413 for oversized bodies or batches, 400 for malformed JSON, 422 for invalid fields,
+    408 (and the connection closed) for a body that does not arrive within `body_timeout` seconds."""
 
-    def __init__(self, app, max_body_bytes: int = 32 * 1024 * 1024, max_batch: int = 10_000) -> None:
+    def __init__(
+        self, app, max_body_bytes: int = 32 * 1024 * 1024, max_batch: int = 10_000, body_timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _LIST_FIELDS:
@@ -69,7 +73,8 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await _json_response(send, 413, {"error": f"request body above {self.max_body_bytes} bytes"})
             return
-        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
+        # Media types are case-insensitive (RFC 9110 8.3.1); parameters such as charset may follow.
+        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if content_type != b"application/json":
             await _json_response(
                 send,
@@ -79,8 +84,21 @@ class RequestGuard:
             return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                # A slow client is the client's fault (408), not the server's (504), and it
+                # must not hold a connection and a worker slot for as long as it likes.
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                await _json_response(
+                    send,
+                    408,
+                    {"error": f"request body not received within {self.body_timeout:g} s; connection closed"},
+                    close=True,
+                )
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -107,6 +125,13 @@ class RequestGuard:
                 },
             )
             return
+        nul = _nul_errors(document, list_field)
+        if nul:
+            # Answered here, before BentoML's validation, which would log the rejected text.
+            rewriter = _ValidationRewriter(send, records, list_field)
+            errors = [rewriter._describe(item) for item in nul]
+            await _json_response(send, 422, {"error": f"{len(errors)} invalid field(s)", "errors": errors})
+            return
         if scope["path"] == "/score" and isinstance(records, list):
             repeated = _repeated_declaration_ids(records)
             if repeated:
@@ -126,6 +151,37 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _ValidationRewriter(send, records, list_field))
+
+
+#: Free-text columns, where NUL is refused (contract reason REASON_NUL).
+_TEXT_COLUMNS = tuple(
+    dict.fromkeys(c.name for c in (*DECLARATION_COLUMNS, *SEIZURE_COLUMNS) if c.kind == "text")
+)
+
+
+def _nul_errors(document: object, list_field: str) -> list[dict]:
+    """Validation items (pydantic's shape) for free text holding NUL, in every list of the body."""
+    if not isinstance(document, dict):
+        return []
+    items = []
+    for field in dict.fromkeys((list_field, "seizures")):
+        records = document.get(field)
+        if not isinstance(records, list):
+            continue
+        for index, record in enumerate(records[:100_000]):
+            if not isinstance(record, dict):
+                continue
+            for name in _TEXT_COLUMNS:
+                value = record.get(name)
+                if isinstance(value, str) and "\x00" in value:
+                    items.append(
+                        {
+                            "loc": [field, index, name],
+                            "msg": f"Value error, {REASON_NUL}",
+                            "type": "value_error",
+                        }
+                    )
+    return items[:100]
 
 
 def _repeated_declaration_ids(records: list) -> dict[str, list[int]]:
@@ -228,6 +284,8 @@ class _ValidationRewriter(_BufferedResponse):
             if isinstance(record, dict) and isinstance(record.get("seizure_id"), str):
                 out["seizure_id"] = record["seizure_id"][:64]
             loc = loc[1:]
+        if item.get("type") == SEIZURE_LINK_ERROR:
+            loc = [*loc, "|".join(SEIZURE_LINK_COLUMNS)]  # the rejects file's column for this reason
         out["field"] = ".".join(str(part) for part in loc) or self._list_field
         where = f"{self._list_field}[{out['index']}]" if "index" in out else "request"
         name = out.get("declaration_id") or out.get("seizure_id")
@@ -277,6 +335,7 @@ def _response(description: str, schema: dict | None = None) -> dict:
 
 #: Answers of this guard on the list endpoints (BentoML documents 200, 400, 404 and 500 itself).
 _GUARD_RESPONSES = {
+    "408": _response("Request body not received in time; the connection is closed", _ERROR),
     "413": _response("Request body or batch above the service's limit", _ERROR),
     "415": _response("Body is not application/json", _ERROR),
     "422": _response("Invalid fields, each named with its record's index and id", _FIELD_ERRORS),
@@ -293,6 +352,9 @@ _PATH_RESPONSES: dict[str, dict[str, dict]] = {
         )
     },
     "/model": {"503": _response("Model not loaded", _DETAIL)},
+    "/audit/replay/": {
+        "429": _response("Too many audit replays running; retry after the Retry-After seconds", _DETAIL)
+    },
     "/audit/": {
         "404": _response("No decision recorded for this declaration", _DETAIL),
         "503": _response("Audit store not loaded", _DETAIL),
@@ -315,7 +377,7 @@ def complete_contract(document: dict) -> dict:
     components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor",
+        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor, monitor",
     }
     for path, item in completed.get("paths", {}).items():
         for method, operation in item.items():

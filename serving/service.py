@@ -38,6 +38,8 @@ from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.history_store import UnknownDeclarationError  # noqa: E402
+from serving.limits import ConcurrencyLimit, Saturated, install_header_timeout  # noqa: E402
+from serving.metrics import MetricsEndpoint, RouteMetrics, ServiceMetrics  # noqa: E402
 from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
 from serving.runtime import settle_garbage_collector  # noqa: E402
 from serving.schemas import (  # noqa: E402
@@ -106,7 +108,10 @@ def _caller(ctx: bentoml.Context) -> str:
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="diversion_risk", workers=SETTINGS.workers, traffic={"timeout": 120})
+# BentoML's own traffic metrics label series by raw path: off; serving.metrics counts by route.
+@bentoml.service(
+    name="diversion_risk", workers=SETTINGS.workers, traffic={"timeout": 120}, metrics={"enabled": False}
+)
 class DiversionRiskService:
     """Risk score, inspection channel and reasons for export declarations."""
 
@@ -117,6 +122,7 @@ class DiversionRiskService:
         self.engine: ScoringEngine | None = None
         self.audit: AuditStore | None = None
         self.load_error: str | None = None
+        self.replays = ConcurrencyLimit(self.settings.replay_concurrency)
         try:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
@@ -260,13 +266,21 @@ class DiversionRiskService:
                 status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
             )
         engine = self.engine
-        results = replay_decision(
-            declaration_id[:64],
-            self.settings,
-            self.audit,
-            store=engine.store if engine is not None else None,
-            models=[engine.model] if engine is not None else (),
-        )
+        try:
+            with self.replays.slot():  # a few at a time: each holds a model version and a history view
+                results = replay_decision(
+                    declaration_id[:64],
+                    self.settings,
+                    self.audit,
+                    store=engine.store if engine is not None else None,
+                    models=[engine.model] if engine is not None else (),
+                )
+        except Saturated as exc:
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many audit replays running (limit {exc.limit}); retry in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         return [{**r.__dict__, "scored_at": r.scored_at.isoformat(), "verified": r.verified} for r in results]
 
 
@@ -294,7 +308,16 @@ class EnvironmentAuth(AuthMiddleware):
         super().__init__(app, registry=registry, demo_mode=demo)
 
 
+METRICS = ServiceMetrics()
+# Order: first added is outermost. Metrics count every answer (401s included); /metrics is served
+# inside the auth middleware, which asks for the monitor role.
+DiversionRiskService.add_asgi_middleware(RouteMetrics, metrics=METRICS)
 DiversionRiskService.add_asgi_middleware(EnvironmentAuth)
+DiversionRiskService.add_asgi_middleware(MetricsEndpoint, metrics=METRICS)
 DiversionRiskService.add_asgi_middleware(
-    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes, max_batch=MAX_BATCH
+    RequestGuard,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    max_batch=MAX_BATCH,
+    body_timeout=SETTINGS.body_timeout_seconds,
 )
+install_header_timeout(SETTINGS.header_timeout_seconds)

@@ -38,6 +38,9 @@ class ServiceSettings(BaseModel):
     workers: int = Field(
         1, gt=0, description="worker processes of `bentoml serve` (all share the SQL stores)"
     )
+    replay_concurrency: int = Field(2, gt=0, description="audit replays running at once; more get 429")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="408 and close when headers take longer")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="408 and close when the body takes longer")
 
     @property
     def model_uri(self) -> str:

@@ -29,8 +29,9 @@ PROTECTED_ROLES = {
     "/audit/decisions/{declaration_id}": "auditor",
     "/audit/replay/{declaration_id}": "auditor",
     "/model": None,
+    "/metrics": "monitor",
 }
-OPEN = ("/livez", "/readyz", "/healthz", "/metrics")
+OPEN = ("/livez", "/readyz", "/healthz")
 GUARDED_POSTS = ("/score", "/history/declarations", "/history/seizures", "/outcomes")
 
 
@@ -154,7 +155,7 @@ def test_served_document_is_openapi_3_0_and_documents_tokens_and_every_error_ans
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor",
+        "description": "API token issued with `python -m serving.auth`; roles scorer, analyst, auditor, monitor",
     }
     for path, role in PROTECTED_ROLES.items():
         for operation in document["paths"][path].values():

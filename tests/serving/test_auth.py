@@ -38,10 +38,10 @@ ROLES_OF = {
     "scorer": "scorer",
     "analyst": "analyst",
     "auditor": "auditor",
-    "everything": "scorer+analyst+auditor",
+    "everything": "scorer+analyst+auditor+monitor",
 }
 
-OPEN = ["/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/", "/static_content/app.js"]
+OPEN = ["/livez", "/readyz", "/healthz", "/docs.json", "/", "/static_content/app.js"]
 #: path -> role it needs (None: any authenticated caller)
 PROTECTED = {
     "/score": "scorer",
@@ -52,6 +52,7 @@ PROTECTED = {
     "/schema.json": None,
     "/audit": "auditor",
     "/audit/declarations/DEC-1": "auditor",
+    "/metrics": "monitor",
 }
 
 
