@@ -107,9 +107,12 @@ class Compare(BaseModel):
         allowed = _STRING_OPS if kind == "string" else _NUMBER_OPS
         if self.op not in allowed:
             raise ValueError(f"operator {self.op!r} does not apply to {kind} field {self.field!r}")
-        if self.op == "startswith" and (not isinstance(self.value, str) or not _DIGITS.match(self.value)):
-            if self.field == "hs_code":
-                raise ValueError(f"field 'hs_code': startswith takes 2-8 digits, got {self.value!r}")
+        if (
+            self.op == "startswith"
+            and self.field == "hs_code"
+            and (not isinstance(self.value, str) or not _DIGITS.match(self.value))
+        ):
+            raise ValueError(f"field 'hs_code': startswith takes 2-8 digits, got {self.value!r}")
         check = _check_string if kind == "string" else _check_number
         if self.op == "is_null":
             if self.value not in (None, True, False):

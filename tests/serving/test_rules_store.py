@@ -1,0 +1,139 @@
+"""The rule store: append-only versions, approval by a second officer, restore, compiled sets per version."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.rules import RuleDefinition, WatchlistEntryDefinition
+from serving.rules_store import Conflict, Forbidden, NotFound, RulesStore, RuleStoreError
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RulesStore:
+    opened = RulesStore(f"sqlite:///{tmp_path}/rules.db", ("controlled_without_authorisation",))
+    yield opened
+    opened.close()
+
+
+def _rule(**overrides) -> RuleDefinition:
+    document = {
+        "name": "front companies by courier",
+        "condition": {
+            "all": [
+                {"on_watchlist": "front", "entity": "consignee"},
+                {"field": "transport_mode", "op": "eq", "value": "COURIER"},
+            ]
+        },
+        "action": "RED",
+    }
+    return RuleDefinition.model_validate({**document, **overrides})
+
+
+def _entry(value: str = "CN1") -> WatchlistEntryDefinition:
+    return WatchlistEntryDefinition(
+        entity="consignee",
+        value=value,
+        reason="front company",
+        source="NCB ref 42",
+        owner="officer-a",
+        valid_from=NOW - dt.timedelta(days=1),
+        valid_until=NOW + dt.timedelta(days=30),
+    )
+
+
+def test_builtin_rule_is_seeded_once_and_cannot_be_disabled(tmp_path: Path, store: RulesStore) -> None:
+    again = RulesStore(f"sqlite:///{tmp_path}/rules.db", ("controlled_without_authorisation",))
+    assert [r["id"] for r in again.rules()] == ["builtin:controlled_without_authorisation"]
+    assert again.current_version() == 1
+    with pytest.raises(Forbidden):
+        store.set_status("builtin:controlled_without_authorisation", "disabled", "a", "no")
+    with pytest.raises(Forbidden):
+        store.update_rule(
+            "builtin:controlled_without_authorisation",
+            _rule(condition={"field": "transport_mode", "op": "eq", "value": "SEA"}),
+            "a",
+            "no",
+        )
+    assert store.compiled().rules[0].builtin
+
+
+def test_lifecycle_with_approval_restore_and_versions(store: RulesStore) -> None:
+    with pytest.raises(RuleStoreError, match="unknown watchlist"):
+        store.create_rule(_rule(), "officer-a", "intel")
+    store.create_watchlist("front", "front companies", "officer-a", "officer-a", "NCB report")
+    store.add_entry("front", _entry(), "officer-a", "NCB report 42")
+    created = store.create_rule(_rule(requires_approval=True), "officer-a", "NCB report 42")
+    rule_id = created["id"]
+    assert created["status"] == "draft" and created["version"] == 1
+    assert not store.compiled().rules[1:]  # drafts are not evaluated
+
+    pending = store.set_status(rule_id, "active", "officer-a", "go live")
+    assert pending["status"] == "pending_approval"
+    with pytest.raises(Forbidden, match="second officer"):
+        store.approve(rule_id, "officer-a", "self approval")
+    active = store.approve(rule_id, "officer-b", "checked")
+    assert active["status"] == "active" and active["approved_by"] == "officer-b"
+    compiled = store.compiled()
+    assert [r.rule_id for r in compiled.rules] == ["builtin:controlled_without_authorisation", rule_id]
+    assert compiled.version == store.current_version() == active["rule_set_version"]
+    assert store.compiled() is compiled  # not reloaded while the version stands
+
+    with pytest.raises(Conflict):
+        store.approve(rule_id, "officer-c", "again")
+    store.update_rule(rule_id, _rule(action="YELLOW", requires_approval=True), "officer-a", "milder")
+    assert store.rule(rule_id)["status"] == "draft"
+    restored = store.restore(rule_id, 3, "officer-a", "back to RED")
+    assert restored["version"] == 5 and restored["definition"]["action"] == "RED"
+    assert restored["status"] == "pending_approval"  # restoring an approved version needs approval again
+    store.approve(rule_id, "officer-b", "ok")
+    history = store.history("rule", rule_id)
+    assert [c.action for c in history] == ["create", "activate", "approve", "update", "restore", "approve"]
+    assert (
+        history[3].before["definition"]["action"] == "RED"
+        and history[3].after["definition"]["action"] == "YELLOW"
+    )
+    assert all(c.actor and c.reason and c.created_at for c in history)
+    versions = [c.version for c in history]
+    assert versions == sorted(versions)
+    with pytest.raises(NotFound):
+        store.restore(rule_id, 99, "officer-a", "x")
+
+
+def test_expiry_and_older_versions_compile_as_they_stood(store: RulesStore) -> None:
+    store.create_watchlist("front", "", "o", "officer-a", "r")
+    entry = store.add_entry("front", _entry(), "officer-a", "r")
+    rule_id = store.create_rule(_rule(), "officer-a", "r")["id"]
+    first = store.set_status(rule_id, "active", "officer-a", "go")["rule_set_version"]
+    expired = store.set_status(rule_id, "expired", "officer-a", "intel withdrawn")
+    assert expired["status"] == "expired"
+    assert [r.rule_id for r in store.compiled().rules] == ["builtin:controlled_without_authorisation"]
+    old = store.load(first)
+    assert [r.rule_id for r in old.rules][1:] == [rule_id] and old.entries[0].entry_id == entry["id"]
+    columns = {
+        "declaration_id": np.array(["D1"], dtype=object),
+        "consignee_id": np.array(["CN1"], dtype=object),
+        "transport_mode": np.array(["COURIER"], dtype=object),
+    }
+    features = pd.DataFrame({"controlled_without_authorisation": [0.0]})
+    assert old.apply(columns, features, None, ["GREEN"], NOW).channel == ["RED"]
+    assert store.compiled().apply(columns, features, None, ["GREEN"], NOW).channel == ["GREEN"]
+
+
+def test_rule_past_valid_until_reads_expired(store: RulesStore) -> None:
+    rule = _rule(
+        condition={"field": "transport_mode", "op": "eq", "value": "COURIER"},
+        valid_until=(NOW + dt.timedelta(seconds=1)).isoformat(),
+    )
+    rule_id = store.create_rule(rule, "a", "r")["id"]
+    store.set_status(rule_id, "active", "a", "r")
+    later = NOW + dt.timedelta(seconds=2)
+    from serving.rules_store import effective_status
+
+    assert effective_status(store.states("rule")[rule_id].after, later) == "expired"
