@@ -65,6 +65,8 @@ decisions_table = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("rule_hits", sa.Text, nullable=False),
     sa.Column("scored_at", _UTCDateTime, nullable=False, index=True),
+    # The targeting rule set (serving.rules_store) the decision was made under; None before rules.
+    sa.Column("rule_set_version", sa.Integer, nullable=True),
     sa.UniqueConstraint("request_id", "declaration_id", name="uq_audit_decisions_request_declaration"),
 )
 
@@ -86,6 +88,7 @@ class AuditRecord:
     reasons: list[dict]
     rule_hits: list[str]
     scored_at: dt.datetime  # timezone-aware; stored and returned in UTC
+    rule_set_version: int | None = None
 
     def __post_init__(self) -> None:
         _require_aware(
@@ -122,6 +125,7 @@ class DecisionBatch:
     #: Per decision: (declaration_id, declaration_sha256, declaration canonical JSON,
     #: risk_score, channel, reasons canonical JSON, rule_hits canonical JSON).
     decisions: tuple[tuple[str, str, str, float, str, str, str], ...]
+    rule_set_version: int | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.scored_at, "DecisionBatch", self.request_id)
@@ -141,6 +145,7 @@ class DecisionBatch:
         channels: Sequence[str],
         reasons: Sequence[list[dict]],
         rule_hits: Sequence[list[str]],
+        rule_set_version: int | None = None,
     ) -> DecisionBatch:
         """One decision per position of the sequences (all of the same length)."""
         sha256 = hashlib.sha256
@@ -161,7 +166,14 @@ class DecisionBatch:
                 )
             )
         return cls(
-            request_id, caller, model_name, model_version, feature_set_version, scored_at, tuple(decisions)
+            request_id,
+            caller,
+            model_name,
+            model_version,
+            feature_set_version,
+            scored_at,
+            tuple(decisions),
+            rule_set_version,
         )
 
     def __len__(self) -> int:
@@ -404,6 +416,7 @@ _COLUMNS = (
     "reasons",
     "rule_hits",
     "scored_at",
+    "rule_set_version",
 )
 
 
@@ -423,6 +436,7 @@ def _to_row(record: AuditRecord) -> tuple:
         canonical_json(record.reasons),
         canonical_json(record.rule_hits),
         record.scored_at,
+        record.rule_set_version,
     )
 
 
@@ -489,7 +503,15 @@ def _no_autocheckpoint(connection, _record) -> None:  # pragma: no cover - drive
 
 #: Columns whose value is the same for every decision of one request.
 _SHARED_COLUMNS = frozenset(
-    {"request_id", "caller", "model_name", "model_version", "feature_set_version", "scored_at"}
+    {
+        "request_id",
+        "caller",
+        "model_name",
+        "model_version",
+        "feature_set_version",
+        "scored_at",
+        "rule_set_version",
+    }
 )
 
 
@@ -501,6 +523,7 @@ def _batch_constants(batch: DecisionBatch) -> dict[str, object]:
         "model_version": batch.model_version,
         "feature_set_version": batch.feature_set_version,
         "scored_at": batch.scored_at,
+        "rule_set_version": batch.rule_set_version,
     }
 
 
@@ -510,6 +533,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
     request_id, caller, scored_at = shared["request_id"], shared["caller"], shared["scored_at"]
     model_name, model_version = shared["model_name"], shared["model_version"]
     feature_set = shared["feature_set_version"]
+    rule_set_version = shared["rule_set_version"]
     return [
         (
             request_id,
@@ -525,6 +549,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
             reasons,
             rule_hits,
             scored_at,
+            rule_set_version,
         )
         for declaration_id, sha256, declaration, risk_score, channel, reasons, rule_hits in batch.decisions
     ]
@@ -545,4 +570,5 @@ def _from_row(row: sa.Row) -> AuditRecord:
         reasons=json.loads(row.reasons),
         rule_hits=json.loads(row.rule_hits),
         scored_at=row.scored_at,
+        rule_set_version=row.rule_set_version,
     )
