@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-ROLES = ("scorer", "analyst", "auditor")
+ROLES = ("scorer", "analyst", "auditor", "risk_officer")
 
 #: Role each path needs; None: any authenticated caller. Keys ending in "/" cover every path below.
 #: A path that is neither here nor open is refused (403) until a policy is added for it.
@@ -40,6 +40,10 @@ ROUTE_ROLES: dict[str, str | None] = {
     "/schema.json": None,  # BentoML's API schema; bentoml.SyncHTTPClient fetches it (with its token) on start
     "/audit": "auditor",
     "/audit/": "auditor",
+    "/rules": "risk_officer",
+    "/rules/": "risk_officer",
+    "/watchlists": "risk_officer",
+    "/watchlists/": "risk_officer",
 }
 #: Paths served without a token: probes, metrics, the OpenAPI document and docs page.
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/"})
