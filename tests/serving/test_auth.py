@@ -38,7 +38,7 @@ ROLES_OF = {
     "scorer": "scorer",
     "analyst": "analyst",
     "auditor": "auditor",
-    "everything": "scorer+analyst+auditor",
+    "everything": "scorer+analyst+auditor+risk_officer",
 }
 
 OPEN = ["/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/", "/static_content/app.js"]
