@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from features.contract import DECLARATION_COLUMNS
 from features.definitions import FEATURE_SET
+from features.history import columns_of
 
 ACTIONS = ("RED", "YELLOW", "FLAG")
 #: Severity of a channel: a rule can raise a declaration's channel, never lower it.
@@ -42,6 +43,7 @@ FEATURE_PREFIX = "feature."
 
 _DECLARATION = {c.name: c for c in DECLARATION_COLUMNS if c.kind != "datetime"}
 #: Field name -> kind ("string" or "number"), and the allowed values of enumerated fields.
+DECLARATION_FIELDS = frozenset(_DECLARATION)
 FIELD_KINDS: dict[str, str] = {}
 FIELD_VALUES: dict[str, frozenset[str]] = {}
 for _column in _DECLARATION.values():
@@ -610,3 +612,78 @@ def builtin_rules(mandatory_red_rules: Sequence[str]) -> list[tuple[str, RuleDef
             )
         )
     return out
+
+
+# --- backtest ---------------------------------------------------------------------------
+
+#: What the backtest says about outcomes it cannot know.
+OUTCOME_NOTE = (
+    "outcomes are known only for inspected declarations and for seizures reported against a "
+    "declaration: 'found' and 'seized' are lower bounds, and precision is over inspected ones"
+)
+
+
+def backtest(
+    rule_set: CompiledRuleSet,
+    declarations: pd.DataFrame,
+    features: pd.DataFrame,
+    seizures: pd.DataFrame,
+    inspections: pd.DataFrame | None,
+    at: dt.datetime,
+    risk_score: np.ndarray | None = None,
+    model_channel: np.ndarray | None = None,
+    red_budget: float | None = None,
+) -> dict:
+    """What the rules of `rule_set` would have selected among `declarations` (features as of each filing).
+
+    `features` are point-in-time rows of the same declarations (`compute_features` against a
+    `History.build` of the history). Counts: selected, share of traffic, later seized (a
+    seizure names the declaration, at or after its filing), inspected and found in
+    inspection (result other than CLEAN), how many the model put RED / YELLOW already, and
+    the RED rate with the rule's RED selections added, against the inspection budget.
+    """
+    columns = _columns(declarations)
+    n = len(declarations)
+    model_channel = np.asarray(model_channel if model_channel is not None else ["GREEN"] * n, dtype=object)
+    outcome = rule_set.apply(columns, features, risk_score, model_channel, at)
+    selected = np.fromiter((bool(hits) for hits in outcome.live), dtype=bool, count=n)
+    ids = declarations["declaration_id"].astype(object).to_numpy()
+    declared_at = declarations["declared_at"].to_numpy(dtype="datetime64[us]")
+    seized_ids = seizures.loc[seizures["declaration_id"].notna(), ["declaration_id", "seized_at"]]
+    first_seizure = seized_ids.groupby("declaration_id")["seized_at"].min()
+    seized_at = pd.Series(ids).map(first_seizure).to_numpy(dtype="datetime64[us]")
+    seized = ~np.isnat(seized_at) & (seized_at >= declared_at)
+    if inspections is not None and len(inspections):
+        inspected_ids = set(inspections["declaration_id"].astype(str))
+        found_ids = set(inspections.loc[inspections["result"] != "CLEAN", "declaration_id"].astype(str))
+    else:
+        inspected_ids, found_ids = set(), set()
+    inspected = np.fromiter((i in inspected_ids for i in ids), dtype=bool, count=n)
+    found = np.fromiter((i in found_ids for i in ids), dtype=bool, count=n)
+    rule_red = np.fromiter(
+        (any(h.action == "RED" for h in hits) for hits in outcome.live), dtype=bool, count=n
+    )
+    model_red = model_channel == "RED"
+    selected_inspected = int((selected & inspected).sum())
+    selected_found = int((selected & found).sum())
+    return {
+        "declarations": n,
+        "selected": int(selected.sum()),
+        "traffic_share": float(selected.mean()) if n else 0.0,
+        "later_seized": int((selected & seized).sum()),
+        "inspected": selected_inspected,
+        "found_in_inspection": selected_found,
+        "seized_or_found": int((selected & (seized | found)).sum()),
+        "precision_among_inspected": selected_found / selected_inspected if selected_inspected else None,
+        "model_red": int((selected & model_red).sum()),
+        "model_yellow": int((selected & (model_channel == "YELLOW")).sum()),
+        "red_rate_model": float(model_red.mean()) if n and risk_score is not None else None,
+        "red_rate_with_rule": float((model_red | rule_red).mean()) if n and risk_score is not None else None,
+        "red_rate_rule_alone": float(rule_red.mean()) if n else 0.0,
+        "red_budget": red_budget,
+        "note": OUTCOME_NOTE,
+    }
+
+
+def _columns(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
+    return columns_of(declarations)
