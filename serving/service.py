@@ -31,6 +31,8 @@ from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
+from serving.rules_endpoints import router as rules_router  # noqa: E402
+from serving.rules_store import RulesStore  # noqa: E402
 from serving.runtime import settle_garbage_collector  # noqa: E402
 from serving.schemas import (  # noqa: E402
     Declaration,
@@ -61,6 +63,7 @@ if REGISTRY is None:
 info_app = FastAPI(
     title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None
 )
+info_app.include_router(rules_router)  # /rules and /watchlists (risk_officer)
 
 
 #: Declarations in their audited form (JSON types, absent optional fields left out), in one call.
@@ -100,10 +103,14 @@ class DiversionRiskService:
         self.settings = ServiceSettings.from_env()
         self.engine: ScoringEngine | None = None
         self.audit: AuditStore | None = None
+        self.rules: RulesStore | None = None
         self.load_error: str | None = None
         try:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
+            self.rules = RulesStore(
+                self.settings.rules_db, self.engine.model.scorer.policy.mandatory_red_rules
+            )
             log.warning(
                 "ready: model %s v%s, %d declarations in history",
                 self.engine.model.name,
@@ -134,7 +141,9 @@ class DiversionRiskService:
         engine = self._engine()
         request_id = uuid.uuid4().hex
         history, scored_at = engine.store.snapshot()
-        results = engine.score(declaration_columns(declarations), scored_at=scored_at, history=history)
+        columns = declaration_columns(declarations)
+        results = engine.score(columns, scored_at=scored_at, history=history)
+        applied = self._apply_rules(engine, columns, results, scored_at, history)
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
@@ -150,11 +159,21 @@ class DiversionRiskService:
             risk_scores=[result["risk_score"] for result in results],
             channels=[result["channel"] for result in results],
             reasons=[result["reasons"] for result in results],
-            rule_hits=[result["rule_hits"] for result in results],
+            rule_hits=applied.audit_rule_hits,
+            rule_set_version=applied.rule_set_version,
         )
         self.audit.record(batch)  # committed before the response exists
         return Response(  # type: ignore[return-value]
             orjson.dumps({"request_id": request_id, "scores": results}), media_type="application/json"
+        )
+
+    def _apply_rules(self, engine, columns, results, scored_at, history):
+        """Targeting rules over the model's results (in place); features recomputed only if a rule reads one."""
+        from serving.rules_api import apply_rules
+
+        rule_set = self.rules.compiled()  # one indexed max(version) read; recompiled when it moved
+        return apply_rules(
+            rule_set, columns, results, scored_at, features=lambda: engine.features(columns, history)
         )
 
     @bentoml.api(route="/history/declarations")
