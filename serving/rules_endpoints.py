@@ -31,10 +31,6 @@ class RuleRequest(RuleDefinition):
     reason: str = Field(min_length=1, max_length=4000)
 
 
-class EntryRequest(WatchlistEntryDefinition):
-    reason: str = Field(min_length=1, max_length=4000)
-
-
 class WatchlistRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -100,23 +96,22 @@ def list_entries(name: str, service=Depends(_service)) -> list[dict]:  # noqa: B
 
 
 @router.post("/watchlists/{name}/entries")
-def add_entry(name: str, body: EntryRequest, request: Request, service=Depends(_service)) -> dict:  # noqa: B008
+def add_entry(name: str, body: WatchlistEntryDefinition, request: Request, service=Depends(_service)) -> dict:  # noqa: B008
     """Put an entity on a watchlist, with reason, source, owner and mandatory valid_until."""
-    entry = _definition(body, WatchlistEntryDefinition)
-    return _call(service.rules.add_entry, name, entry, _caller(request), body.reason)
+    # the entry's own reason is the change's reason
+    return _call(service.rules.add_entry, name, body, _caller(request), body.reason)
 
 
 @router.put("/watchlists/{name}/entries/{entry_id}")
 def update_entry(
     name: str,
     entry_id: str,
-    body: EntryRequest,
+    body: WatchlistEntryDefinition,
     request: Request,
     service=Depends(_service),  # noqa: B008
 ) -> dict:
     """A new version of an entry (e.g. a later valid_until)."""
-    entry = _definition(body, WatchlistEntryDefinition)
-    return _call(service.rules.update_entry, entry_id, entry, _caller(request), body.reason)
+    return _call(service.rules.update_entry, entry_id, body, _caller(request), body.reason)
 
 
 @router.post("/watchlists/{name}/entries/{entry_id}/remove")
