@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -159,7 +159,7 @@ class AnyOf(BaseModel):
 
 
 class Not(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
     not_: Condition = Field(alias="not")
 
 
@@ -278,48 +278,41 @@ class ActiveEntry:
     valid_until: dt.datetime
 
 
-@dataclass
-class RuleHit:
-    rule_id: str
-    version: int
-    name: str
-    action: str
-    mode: str
-    watchlist_entries: list[dict] = field(default_factory=list)
+def hit_token(rule: ActiveRule) -> str:
+    """Compact form of a hit for the audit row's rule_hits: `rule:<id>@v<n>:<action>` (or `shadow:`)."""
+    prefix = "rule" if rule.mode == "live" else "shadow"
+    return f"{prefix}:{rule.rule_id}@v{rule.version}:{rule.action}"
 
-    def as_dict(self) -> dict:
-        return {
-            "rule_id": self.rule_id,
-            "version": self.version,
-            "name": self.name,
-            "action": self.action,
-            "mode": self.mode,
-            "watchlist_entries": self.watchlist_entries,
-        }
 
-    def token(self) -> str:
-        """Compact form for the audit row's rule_hits: `rule:<id>@v<n>:<action>` (or `shadow:`)."""
-        prefix = "rule" if self.mode == "live" else "shadow"
-        return f"{prefix}:{self.rule_id}@v{self.version}:{self.action}"
+def entry_token(entry: ActiveEntry) -> str:
+    return f"watchlist:{entry.entry_id}@v{entry.version}"
 
 
 @dataclass
 class RuleOutcome:
-    """Per declaration: channel after live rules, live hits, shadow hits."""
+    """Per declaration: channel after live rules, live hits (dicts), shadow hits, audit tokens.
+
+    `live[i]` lists the live rules that fired on row i (rule_id, version, name, action,
+    mode, watchlist_entries); `tokens[i]` names every hit, shadow ones included, and the
+    watchlist entries involved (`rule:<id>@v<n>:<action>`, `shadow:...`, `watchlist:<id>@v<n>`).
+    Rows without any hit share one empty list: treat them as read-only.
+    """
 
     channel: list[str]
-    live: list[list[RuleHit]]
-    shadow: list[list[RuleHit]]
+    live: list[list[dict]]
+    shadow: list[list[dict]]
+    tokens: list[list[str]]
     rule_set_version: int
 
     def audit_tokens(self) -> list[list[str]]:
-        tokens = []
-        for live, shadow in zip(self.live, self.shadow, strict=True):
-            row = [hit.token() for hit in live] + [hit.token() for hit in shadow]
-            for hit in live + shadow:
-                row.extend(f"watchlist:{e['entry_id']}@v{e['version']}" for e in hit.watchlist_entries)
-            tokens.append(row)
-        return tokens
+        return self.tokens
+
+
+def _prefixes(values: np.ndarray, length: int) -> np.ndarray:
+    """First `length` characters of each text (None stays None), truncated by numpy when none is missing."""
+    if not (values == None).any():  # noqa: E711 - elementwise comparison
+        return values.astype(str).astype(f"<U{length}").astype(object)
+    return np.array([v[:length] if isinstance(v, str) else None for v in values], dtype=object)
 
 
 def entity_keys(entity: str, columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -337,15 +330,15 @@ def entity_keys(entity: str, columns: Mapping[str, np.ndarray]) -> list[np.ndarr
             columns["transshipment_country"],
         ]
     if entity == "hs_heading":
-        return [np.array([str(h)[:4] for h in columns["hs_code"]], dtype=object)]
+        return [_prefixes(columns["hs_code"], 4)]
     if entity == "route":
         port, destination = columns["port_of_loading"], columns["destination_country"]
         via = columns["transshipment_country"]
-        direct = np.array([f"{p}>{d}" for p, d in zip(port, destination, strict=True)], dtype=object)
-        routed = np.array(
-            [f"{p}>{v}>{d}" if v else "" for p, v, d in zip(port, via, destination, strict=True)],
-            dtype=object,
-        )
+        direct = port + ">" + destination  # object arrays: elementwise str concatenation
+        has_via = np.fromiter((isinstance(v, str) and v != "" for v in via), dtype=bool, count=len(via))
+        routed = np.full(len(via), "", dtype=object)
+        if has_via.any():
+            routed[has_via] = port[has_via] + ">" + via[has_via] + ">" + destination[has_via]
         return [direct, routed]
     raise ValueError(f"unknown entity {entity!r}")
 
@@ -358,7 +351,9 @@ class Batch:
         columns: Mapping[str, np.ndarray],
         features: pd.DataFrame | None,
         risk_score: np.ndarray | None,
-        watchlists: Mapping[tuple[str, str], dict[str, ActiveEntry]],
+        watchlists: Mapping[str, dict[str, list[ActiveEntry]]],
+        node_keys: Mapping[int, str] | None = None,
+        comparisons: Mapping[int, object] | None = None,
     ) -> None:
         self.columns = columns
         self.features = features
@@ -366,7 +361,14 @@ class Batch:
         self.n = len(columns["declaration_id"])
         self.watchlists = watchlists
         self._memo: dict[object, np.ndarray] = {}
+        # identical sub-conditions of different rules share one key: evaluated once per batch
+        self._node_keys = node_keys or {}
+        self._comparisons = comparisons if comparisons is not None else {}
+        self._feature_matrix: np.ndarray | None = None
+        self._feature_index: dict[str, int] = {}
         self._keys: dict[str, list[np.ndarray]] = {}
+        self._codes: dict[tuple[str, int | None], tuple[np.ndarray, dict[str, int]]] = {}
+        self._found: dict[str, dict[int, list[ActiveEntry]]] = {}
 
     def values(self, name: str) -> np.ndarray:
         if name == SCORE_FIELD:
@@ -375,10 +377,33 @@ class Batch:
             return np.asarray(self.risk_score, dtype=np.float64)
         if name in _DECLARATION:
             return self.columns[name]
-        feature = name.removeprefix(FEATURE_PREFIX)
-        if self.features is None:
-            raise ValueError(f"this rule reads feature {feature!r}, and no features are available here")
-        return self.features[feature].to_numpy(dtype=np.float64)
+        return self.feature(name.removeprefix(FEATURE_PREFIX))
+
+    def feature(self, name: str) -> np.ndarray:
+        """A feature column (the frame is converted to one float matrix once per batch)."""
+        if self._feature_matrix is None:
+            if self.features is None:
+                raise ValueError(f"this rule reads feature {name!r}, and no features are available here")
+            self._feature_matrix = self.features.to_numpy(dtype=np.float64)
+            self._feature_index = {column: i for i, column in enumerate(self.features.columns)}
+        return self._feature_matrix[:, self._feature_index[name]]
+
+    def score(self) -> np.ndarray:
+        if self.risk_score is None:
+            raise ValueError("this rule reads risk_score, and no model score is available here")
+        return self.risk_score
+
+    def codes(self, name: str, prefix: int | None = None) -> tuple[np.ndarray, dict[str, int]]:
+        """A text column (or its first `prefix` characters) as integer codes (-1: missing), per batch."""
+        key = (name, prefix)
+        found = self._codes.get(key)
+        if found is None:
+            values = self.columns[name]
+            if prefix is not None:
+                values = _prefixes(values, prefix)
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            found = self._codes[key] = (codes, {u: i for i, u in enumerate(uniques.tolist())})
+        return found
 
     def keys(self, entity: str) -> list[np.ndarray]:
         if entity not in self._keys:
@@ -386,30 +411,110 @@ class Batch:
         return self._keys[entity]
 
     def mask(self, condition) -> np.ndarray:
-        key = id(condition)
+        key = self._node_keys.get(id(condition), id(condition))
         found = self._memo.get(key)
         if found is None:
             found = self._memo[key] = _evaluate(condition, self)
         return found
 
+    def found(self, entity: str) -> dict[int, list[ActiveEntry]]:
+        """Rows whose `entity` is on any watchlist, with the entries: one dict lookup per row and key."""
+        rows = self._found.get(entity)
+        if rows is None:
+            rows = self._found[entity] = {}
+            table = self.watchlists.get(entity)
+            if table:
+                for values in self.keys(entity):
+                    # set intersection in C; rows only for the (few) values on a list
+                    for value in table.keys() & set(values.tolist()):
+                        for i in np.flatnonzero(values == value).tolist():
+                            rows.setdefault(i, []).extend(table[value])
+        return rows
+
+    def listed(self, watchlist: str, entity: str) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        rows = [
+            i for i, entries in self.found(entity).items() if any(e.watchlist == watchlist for e in entries)
+        ]
+        mask[rows] = True
+        return mask
+
     def matched_entries(self, watchlist: str, entity: str, row: int) -> list[ActiveEntry]:
-        table = self.watchlists.get((watchlist, entity), {})
-        out = []
-        for values in self.keys(entity):
-            entry = table.get(values[row])
-            if entry is not None:
-                out.append(entry)
-        return out
+        out: dict[str, ActiveEntry] = {}
+        for entry in self.found(entity).get(row, ()):
+            if entry.watchlist == watchlist:
+                out.setdefault(entry.entry_id, entry)
+        return list(out.values())
 
 
-def _is_null(values: np.ndarray) -> np.ndarray:
-    if values.dtype == object:
-        return np.fromiter((v is None or v == "" for v in values), dtype=bool, count=len(values))
-    return np.isnan(values)
+def _string_mask(condition: Compare, batch: Batch) -> np.ndarray:
+    """eq / ne / in / startswith / is_null on a text column, through its per-batch codes."""
+    op, value = condition.op, condition.value
+    if op == "startswith":
+        codes, lookup = batch.codes(condition.field, len(value))
+        code = lookup.get(value)
+        return np.zeros(batch.n, dtype=bool) if code is None else codes == code
+    codes, lookup = batch.codes(condition.field)
+    if op == "is_null":
+        # missing is code -1; an empty string counts as missing too
+        nulls = (codes == -1) | (codes == lookup.get("", -2))
+        return nulls if value else ~nulls
+    wanted = [value] if op in ("eq", "ne") else value
+    table = np.zeros(len(lookup) + 1, dtype=bool)  # the last slot answers code -1 (missing)
+    table[[lookup[v] for v in wanted if v in lookup]] = True
+    mask = table[codes]
+    return ~mask & (codes != -1) if op == "ne" else mask
+
+
+_COMPARE = {
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+}
+
+
+def compile_comparison(condition: Compare):
+    """A `Compare` as a function of the batch, with field lookup and operator resolved once."""
+    name, op, value = condition.field, condition.op, condition.value
+    if FIELD_KINDS[name] == "string":
+        return lambda batch: _string_mask(condition, batch)
+    if name == SCORE_FIELD:
+
+        def get(batch):
+            return batch.score()
+    elif name in _DECLARATION:
+
+        def get(batch):
+            return batch.columns[name]
+    else:
+        feature = name.removeprefix(FEATURE_PREFIX)
+
+        def get(batch):
+            return batch.feature(feature)
+
+    if op in _COMPARE:
+        ufunc = _COMPARE[op]
+        return lambda batch: ufunc(get(batch), value)
+    if op == "between":
+        low, high = value
+        return lambda batch: (lambda v: (v >= low) & (v <= high))(get(batch))
+    if op == "in":
+        wanted = np.asarray(value, dtype=np.float64)
+        return lambda batch: np.isin(get(batch), wanted)
+    if value:  # is_null
+        return lambda batch: np.isnan(get(batch))
+    return lambda batch: ~np.isnan(get(batch))
 
 
 def _evaluate(condition, batch: Batch) -> np.ndarray:
-    if isinstance(condition, AllOf):
+    kind = type(condition)
+    if kind is Compare:
+        compiled = batch._comparisons.get(id(condition))
+        return (compiled or compile_comparison(condition))(batch)
+    if kind is AllOf:
         mask = batch.mask(condition.all[0])
         for part in condition.all[1:]:
             if not mask.any():
@@ -424,48 +529,8 @@ def _evaluate(condition, batch: Batch) -> np.ndarray:
     if isinstance(condition, Not):
         return ~batch.mask(condition.not_)
     if isinstance(condition, OnWatchlist):
-        table = batch.watchlists.get((condition.on_watchlist, condition.entity))
-        if not table:
-            return np.zeros(batch.n, dtype=bool)
-        mask = np.zeros(batch.n, dtype=bool)
-        for values in batch.keys(condition.entity):
-            mask |= np.fromiter((v in table for v in values), dtype=bool, count=batch.n)
-        return mask
-    values = batch.values(condition.field)
-    op, value = condition.op, condition.value
-    if op == "is_null":
-        nulls = _is_null(values)
-        return nulls if value else ~nulls
-    if values.dtype == object:
-        if op == "eq":
-            return values == value
-        if op == "ne":
-            return values != value
-        if op == "in":
-            wanted = frozenset(value)
-            return np.fromiter((v in wanted for v in values), dtype=bool, count=batch.n)
-        if op == "startswith":
-            return np.fromiter(
-                (isinstance(v, str) and v.startswith(value) for v in values), dtype=bool, count=batch.n
-            )
-        raise ValueError(f"operator {op!r} on {condition.field!r}")  # pragma: no cover - validated
-    if op == "eq":
-        return values == value
-    if op == "ne":
-        return values != value
-    if op == "lt":
-        return values < value
-    if op == "le":
-        return values <= value
-    if op == "gt":
-        return values > value
-    if op == "ge":
-        return values >= value
-    if op == "between":
-        return (values >= value[0]) & (values <= value[1])
-    if op == "in":
-        return np.isin(values, np.asarray(value, dtype=np.float64))
-    raise ValueError(f"operator {op!r} on {condition.field!r}")  # pragma: no cover - validated
+        return batch.listed(condition.on_watchlist, condition.entity)
+    raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover - validated
 
 
 def watchlists_of(condition) -> set[str]:
@@ -489,6 +554,27 @@ def _memberships(condition) -> list[OnWatchlist]:
     if isinstance(condition, OnWatchlist):
         return [condition]
     return []  # a watchlist under `not` never explains a hit
+
+
+def _collect_keys(condition, keys: dict[int, str], comparisons: dict[int, object]) -> None:
+    """Canonical text of every node of a condition tree, by node identity; comparisons compiled."""
+    keys[id(condition)] = (
+        condition.model_dump_json(by_alias=True) if isinstance(condition, BaseModel) else repr(condition)
+    )
+    if isinstance(condition, Compare):
+        comparisons[id(condition)] = compile_comparison(condition)
+    for child in _children(condition):
+        _collect_keys(child, keys, comparisons)
+
+
+def _children(condition) -> list:
+    if isinstance(condition, AllOf):
+        return list(condition.all)
+    if isinstance(condition, AnyOf):
+        return list(condition.any)
+    if isinstance(condition, Not):
+        return [condition.not_]
+    return []
 
 
 def _valid(start: dt.datetime | None, end: dt.datetime | None, at: dt.datetime) -> bool:
@@ -515,6 +601,30 @@ class CompiledRuleSet:
             r.valid_until for r in self.rules if r.valid_until
         }
         self._bounds = sorted(bounds)
+        self._node_keys: dict[int, str] = {}
+        # per rule: its hit dict (shared by rows without watchlist entries), token, memberships
+        self._hit_parts: dict[int, tuple[dict, str, list[OnWatchlist]]] = {}
+        self._comparisons: dict[int, object] = {}
+        for rule in self.rules:
+            _collect_keys(rule.condition, self._node_keys, self._comparisons)
+            static = {
+                "rule_id": rule.rule_id,
+                "version": rule.version,
+                "name": rule.name,
+                "action": rule.action,
+                "mode": rule.mode,
+                "watchlist_entries": [],
+            }
+            self._hit_parts[id(rule)] = (static, hit_token(rule), _memberships(rule.condition))
+        self._entry_dicts = {
+            e.entry_id: {
+                "entry_id": e.entry_id,
+                "version": e.version,
+                "watchlist": e.watchlist,
+                "entity": e.entity,
+            }
+            for e in self.entries
+        }
         self._cache_key: tuple | None = None
         self._cache: tuple = ()
 
@@ -530,17 +640,15 @@ class CompiledRuleSet:
         )
         return (index,)
 
-    def at(
-        self, at: dt.datetime
-    ) -> tuple[tuple[ActiveRule, ...], dict[tuple[str, str], dict[str, ActiveEntry]]]:
-        """Rules and watchlist lookup tables valid at `at` (cached between validity boundaries)."""
+    def at(self, at: dt.datetime) -> tuple[tuple[ActiveRule, ...], dict[str, dict[str, list[ActiveEntry]]]]:
+        """Rules, and per entity the watchlist entries by value, valid at `at` (cached between boundaries)."""
         key = self._window(at)
         if key != self._cache_key:
             rules = tuple(r for r in self.rules if _valid(r.valid_from, r.valid_until, at))
-            tables: dict[tuple[str, str], dict[str, ActiveEntry]] = {}
+            tables: dict[str, dict[str, list[ActiveEntry]]] = {}
             for entry in self.entries:
                 if _valid(entry.valid_from, entry.valid_until, at):
-                    tables.setdefault((entry.watchlist, entry.entity), {})[entry.value] = entry
+                    tables.setdefault(entry.entity, {}).setdefault(entry.value, []).append(entry)
             self._cache_key, self._cache = key, (rules, tables)
         return self._cache
 
@@ -554,33 +662,41 @@ class CompiledRuleSet:
     ) -> RuleOutcome:
         """Evaluate every valid rule on the batch: live rules raise channels, shadow rules only record."""
         rules, tables = self.at(at)
-        batch = Batch(columns, features, risk_score, tables)
+        if risk_score is not None:
+            risk_score = np.asarray(risk_score, dtype=np.float64)
+        batch = Batch(columns, features, risk_score, tables, self._node_keys, self._comparisons)
         n = batch.n
         channel = np.asarray(channel, dtype=object).copy()
-        live: list[list[RuleHit]] = [[] for _ in range(n)]
-        shadow: list[list[RuleHit]] = [[] for _ in range(n)]
+        empty: list = []
+        live: list[list[dict]] = [empty] * n
+        shadow: list[list[dict]] = [empty] * n
+        tokens: list[list[str]] = [empty] * n
         red = np.zeros(n, dtype=bool)
         yellow = np.zeros(n, dtype=bool)
         for rule in rules:
             mask = batch.mask(rule.condition)
-            if not mask.any():
+            rows = np.flatnonzero(mask)
+            if not len(rows):
                 continue
-            memberships = _memberships(rule.condition)
+            static, token, memberships = self._hit_parts[id(rule)]
             target = live if rule.mode == "live" else shadow
-            for row in np.flatnonzero(mask).tolist():
-                entries = [
-                    {
-                        "entry_id": e.entry_id,
-                        "version": e.version,
-                        "watchlist": e.watchlist,
-                        "entity": e.entity,
-                    }
-                    for m in memberships
-                    for e in batch.matched_entries(m.on_watchlist, m.entity, row)
-                ]
-                target[row].append(
-                    RuleHit(rule.rule_id, rule.version, rule.name, rule.action, rule.mode, entries)
-                )
+            for row in rows.tolist():
+                if memberships:
+                    entries = [
+                        e for m in memberships for e in batch.matched_entries(m.on_watchlist, m.entity, row)
+                    ]
+                    hit = {**static, "watchlist_entries": [self._entry_dicts[e.entry_id] for e in entries]}
+                    row_tokens = [token, *(entry_token(e) for e in entries)]
+                else:
+                    hit, row_tokens = static, [token]
+                if target[row] is empty:
+                    target[row] = [hit]
+                else:
+                    target[row].append(hit)
+                if tokens[row] is empty:
+                    tokens[row] = row_tokens
+                else:
+                    tokens[row].extend(row_tokens)
             if rule.mode == "live":
                 if rule.action == "RED":
                     red |= mask
@@ -590,7 +706,7 @@ class CompiledRuleSet:
             channel[yellow & (channel == "GREEN")] = "YELLOW"
         if red.any():
             channel[red] = "RED"
-        return RuleOutcome(channel.tolist(), live, shadow, self.version)
+        return RuleOutcome(channel.tolist(), live, shadow, tokens, self.version)
 
 
 def builtin_rules(mandatory_red_rules: Sequence[str]) -> list[tuple[str, RuleDefinition]]:

@@ -96,7 +96,7 @@ def _annotate(results: list[dict], outcome: RuleOutcome) -> AppliedRules:
     audit = []
     for result, channel, live, extra in zip(results, outcome.channel, outcome.live, tokens, strict=True):
         result["channel"] = channel
-        result["rules"] = [hit.as_dict() for hit in live] if live else []
+        result["rules"] = live
         result["rule_set_version"] = version
         audit.append(result["rule_hits"] + extra if extra else result["rule_hits"])
     return AppliedRules(version, audit)
@@ -126,7 +126,7 @@ def replay_rules(
     return {
         "rule_set_version": rule_set_version,
         "channel": outcome.channel[0],
-        "rules": [h.as_dict() for h in outcome.live[0]],
+        "rules": outcome.live[0],
         "rule_hits": outcome.audit_tokens()[0],
     }
 

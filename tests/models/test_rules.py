@@ -134,16 +134,16 @@ def test_live_rules_raise_channels_shadow_rules_only_record() -> None:
         columns, features, score, model_channel, NOW
     )
     assert outcome.channel == ["RED", "GREEN", "GREEN", "RED", "YELLOW", "GREEN"]
-    assert [h.rule_id for h in outcome.live[3]] == ["RED1", "Y1"]  # precedence order
-    assert outcome.live[3][0].watchlist_entries == [
+    assert [h["rule_id"] for h in outcome.live[3]] == ["RED1", "Y1"]  # precedence order
+    assert outcome.live[3][0]["watchlist_entries"] == [
         {"entry_id": "E1", "version": 1, "watchlist": "w", "entity": "consignee"}
     ]
-    assert [h.rule_id for h in outcome.shadow[0]] == ["S1"] and outcome.shadow[1] == []
-    assert outcome.audit_tokens()[3] == [
-        "rule:RED1@v3:RED",
-        "rule:Y1@v1:YELLOW",
+    assert [h["rule_id"] for h in outcome.shadow[0]] == ["S1"] and outcome.shadow[1] == []
+    assert outcome.audit_tokens()[3] == [  # precedence order, each rule followed by its entries
         "shadow:S1@v2:RED",
+        "rule:RED1@v3:RED",
         "watchlist:E1@v1",
+        "rule:Y1@v1:YELLOW",
     ]
     assert outcome.rule_set_version == 7
 
@@ -212,3 +212,25 @@ def test_watchlist_entries_need_an_expiry_and_values_that_fit() -> None:
         WatchlistEntryDefinition(
             **{**base, "entity": "hs_heading", "value": "29"}, valid_until=NOW + dt.timedelta(1)
         )
+
+
+def test_definitions_round_trip_through_json() -> None:
+    document = {
+        "name": "r",
+        "action": "YELLOW",
+        "condition": {
+            "any": [
+                {"not": {"field": "payment_terms", "op": "eq", "value": "LC"}},
+                {
+                    "all": [
+                        {"on_watchlist": "w", "entity": "route"},
+                        {"field": "quantity", "op": "between", "value": [1, 2]},
+                    ]
+                },
+            ]
+        },
+    }
+    definition = RuleDefinition.model_validate(document)
+    dumped = definition.model_dump(mode="json")
+    assert dumped["condition"]["any"][0] == {"not": {"field": "payment_terms", "op": "eq", "value": "LC"}}
+    assert RuleDefinition.model_validate(dumped) == definition
