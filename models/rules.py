@@ -777,7 +777,7 @@ def backtest(
     inspected = np.fromiter((i in inspected_ids for i in ids), dtype=bool, count=n)
     found = np.fromiter((i in found_ids for i in ids), dtype=bool, count=n)
     rule_red = np.fromiter(
-        (any(h.action == "RED" for h in hits) for hits in outcome.live), dtype=bool, count=n
+        (any(h["action"] == "RED" for h in hits) for hits in outcome.live), dtype=bool, count=n
     )
     model_red = model_channel == "RED"
     selected_inspected = int((selected & inspected).sum())

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -377,6 +381,33 @@ def test_backtest_counts_equal_a_direct_count(deployment) -> None:
     assert 0 < answer["red_budget"] < 1
     assert "inspected" in answer["note"]
     assert rule["status"] == "draft"  # a backtest changes nothing
+
+    # The command line gives the same counts (without the model: no RED/YELLOW figures).
+    command = [
+        sys.executable,
+        "-m",
+        "serving.rules_cli",
+        "backtest",
+        "--rule",
+        rule["id"],
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--no-model",
+    ]
+    done = subprocess.run(
+        command,
+        env={**os.environ, **deployment["env"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    offline = json.loads(done.stdout)
+    for key in ("declarations", "selected", "later_seized", "inspected", "found_in_inspection"):
+        assert offline[key] == answer[key], key
+    assert offline["model_scored"] is False and offline["red_rate_model"] is None
 
 
 def test_effectiveness_counts_hits_inspections_and_findings(deployment) -> None:
