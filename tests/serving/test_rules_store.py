@@ -137,3 +137,75 @@ def test_rule_past_valid_until_reads_expired(store: RulesStore) -> None:
     from serving.rules_store import effective_status
 
     assert effective_status(store.states("rule")[rule_id].after, later) == "expired"
+
+
+def test_a_change_through_one_worker_reaches_another(tmp_path: Path, store: RulesStore) -> None:
+    """Two stores on one database (two workers): the other sees the change at its next compiled()."""
+    other = RulesStore(f"sqlite:///{tmp_path}/rules.db", ("controlled_without_authorisation",))
+    try:
+        before = other.compiled()
+        rule = _rule(condition={"field": "transport_mode", "op": "eq", "value": "COURIER"})
+        rule_id = store.create_rule(rule, "a", "r")["id"]
+        store.set_status(rule_id, "active", "a", "r")
+        after = other.compiled()
+        assert after is not before and after.version == store.current_version()
+        assert rule_id in [r.rule_id for r in after.rules]
+    finally:
+        other.close()
+
+
+def _postgres_url() -> str | None:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    except OSError:
+        return None
+
+
+@pytest.mark.postgres
+def test_concurrent_changes_on_postgres_get_consecutive_versions() -> None:
+    """Many threads appending at once on PostgreSQL: versions 1..N with no gap and no repeat."""
+    import threading
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin_url = _postgres_url()
+    if admin_url is None:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    name = f"rules_{uuid.uuid4().hex}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        stores = [RulesStore(url, ("controlled_without_authorisation",)) for _ in range(4)]
+        errors: list[Exception] = []
+
+        def work(store: RulesStore, k: int) -> None:
+            try:
+                for i in range(5):
+                    store.create_watchlist(f"w{k}-{i}", "", "o", f"officer-{k}", "r")
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(s, k)) for k, s in enumerate(stores)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        with stores[0]._engine.connect() as connection:
+            versions = [
+                r[0] for r in connection.execute(sa.text("SELECT version FROM rule_changes ORDER BY version"))
+            ]
+        assert versions == list(range(1, 22))  # the built-in rule, then 20 watchlists
+        assert all(s.compiled().version == 21 for s in stores)
+        for s in stores:
+            s.close()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
