@@ -1,7 +1,8 @@
 """BentoML scoring service: `bentoml serve serving.service:DiversionRiskService`.
 
 Endpoints: POST /score (scorer), POST /history/declarations and /history/seizures
-(analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor); BentoML's
+(analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor), /rules and
+/watchlists (risk_officer, docs/rules.md); BentoML's
 /livez, /readyz (ready only when model and history are loaded), /metrics, the OpenAPI
 document (/docs.json) and docs page (/). Every scoring decision is committed to the audit
 store before its response is sent. One worker: the history store lives in the worker's
