@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import tempfile
 import time
@@ -180,6 +181,13 @@ def _median_ms(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _timed(function) -> tuple[float, float]:
+    """(wall ms, CPU ms of this thread): CPU time is what the step costs when the machine is shared."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    function()
+    return (time.perf_counter() - wall) * 1000, (time.thread_time() - cpu) * 1000
+
+
 def run(
     rules: int = 100, entries: int = 10_000, rows: int = 1_000, repeats: int = 200, seed: int = 7
 ) -> dict:
@@ -216,23 +224,30 @@ def run(
         # alternate the two so that machine load falls on both alike
         baseline, timed, copies = [], [], []
         for _ in range(repeats):
-            baseline.append(_median_ms(without, 1))
-            timed.append(_median_ms(with_rules, 1))
-            copies.append(_median_ms(copy_only, 1))
+            baseline.append(_timed(without))
+            timed.append(_timed(with_rules))
+            copies.append(_timed(copy_only))
         hits = apply_rules(compiled, columns, [dict(r) for r in results], now, features)
         fired = sum(1 for tokens in hits.audit_rule_hits if any("@v" in t for t in tokens))
         check_ms = _median_ms(store.current_version, repeats)
         store.close()
         empty.close()
-    copy_ms = statistics.median(copies)
+
+    def median(samples, which):
+        return statistics.median(sample[which] for sample in samples)
+
     return {
         "rules": len(compiled.rules),
         "watchlist_entries": len(compiled.entries),
         "rows": rows,
         "compile_ms": compile_ms,
-        "without_ms": copy_ms,  # the batch's result dicts only: the service with no rules step
-        "empty_rule_set_ms": statistics.median(baseline),
-        "with_ms": statistics.median(timed),
+        # without: the batch's result dicts only (the service with no rules step)
+        "without_ms": median(copies, 0),
+        "empty_rule_set_ms": median(baseline, 0),
+        "with_ms": median(timed, 0),
+        "without_cpu_ms": median(copies, 1),
+        "empty_rule_set_cpu_ms": median(baseline, 1),
+        "with_cpu_ms": median(timed, 1),
         "version_check_ms": check_ms,
         "rows_with_rule_hits": fired,
     }
@@ -247,17 +262,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = run(args.rules, args.entries, args.rows, args.repeats)
     extra = result["with_ms"] - result["without_ms"]
+    extra_cpu = result["with_cpu_ms"] - result["without_cpu_ms"]
     print(
         f"{result['rules']} active rules (incl. built-in), {result['watchlist_entries']:,} watchlist entries, "
         f"{result['rows']:,} declarations per batch ({result['rows_with_rule_hits']} with a rule hit)"
     )
     print(f"  compile once per rule-set version      {result['compile_ms']:8.1f} ms")
-    print(f"  per batch without rules (median)        {result['without_ms']:8.3f} ms")
-    print(f"  per batch, empty rule set (median)      {result['empty_rule_set_ms']:8.3f} ms")
-    print(f"  per batch with rules (median)           {result['with_ms']:8.3f} ms")
-    print(f"  extra per batch                         {extra:8.3f} ms   (floor: <= 5 ms)")
+    print("                                          wall (median)   CPU of the thread (median)")
+    print(
+        f"  per batch without rules                 {result['without_ms']:8.3f} ms     {result['without_cpu_ms']:8.3f} ms"
+    )
+    print(
+        f"  per batch, empty rule set               {result['empty_rule_set_ms']:8.3f} ms     "
+        f"{result['empty_rule_set_cpu_ms']:8.3f} ms"
+    )
+    print(
+        f"  per batch with rules                    {result['with_ms']:8.3f} ms     {result['with_cpu_ms']:8.3f} ms"
+    )
+    print(
+        f"  extra per batch                         {extra:8.3f} ms     {extra_cpu:8.3f} ms   (floor: <= 5 ms)"
+    )
     print(f"  rule-set version check per request      {result['version_check_ms']:8.3f} ms (included above)")
-    print("PASS" if extra <= 5.0 else "FAIL: above the 5 ms floor")
+    print(f"  load average while measuring            {os.getloadavg()[0]:8.2f} on {os.cpu_count()} cores")
+    print("PASS" if extra <= 5.0 else "FAIL (wall): above the 5 ms floor")
 
 
 if __name__ == "__main__":
