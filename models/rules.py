@@ -425,10 +425,13 @@ class Batch:
             table = self.watchlists.get(entity)
             if table:
                 for values in self.keys(entity):
-                    # set intersection in C; rows only for the (few) values on a list
-                    for value in table.keys() & set(values.tolist()):
-                        for i in np.flatnonzero(values == value).tolist():
-                            rows.setdefault(i, []).extend(table[value])
+                    listed = values.tolist()
+                    # set intersection in C; then one pass for the rows of the (few) listed values
+                    matched = table.keys() & set(listed)
+                    if matched:
+                        for i, value in enumerate(listed):
+                            if value in matched:
+                                rows.setdefault(i, []).extend(table[value])
         return rows
 
     def listed(self, watchlist: str, entity: str) -> np.ndarray:
