@@ -20,6 +20,7 @@ Condition JSON, for example::
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -628,32 +629,30 @@ class CompiledRuleSet:
             }
             for e in self.entries
         }
-        self._cache_key: tuple | None = None
-        self._cache: tuple = ()
+        # (validity window, (rules, tables)) as one attribute: threads swap it atomically
+        self._cached: tuple = (None, ())
 
     @classmethod
     def empty(cls, version: int = 0) -> CompiledRuleSet:
         return cls(version, (), ())
 
     def _window(self, at: dt.datetime) -> tuple:
-        index = (
-            int(np.searchsorted(np.array(self._bounds, dtype=object), at, side="right"))
-            if self._bounds
-            else 0
-        )
-        return (index,)
+        # which validity boundaries have passed: O(log n), no array built per request
+        return (bisect.bisect_right(self._bounds, at),)
 
     def at(self, at: dt.datetime) -> tuple[tuple[ActiveRule, ...], dict[str, dict[str, list[ActiveEntry]]]]:
         """Rules, and per entity the watchlist entries by value, valid at `at` (cached between boundaries)."""
         key = self._window(at)
-        if key != self._cache_key:
+        cached_key, cached = self._cached
+        if key != cached_key:
             rules = tuple(r for r in self.rules if _valid(r.valid_from, r.valid_until, at))
             tables: dict[str, dict[str, list[ActiveEntry]]] = {}
             for entry in self.entries:
                 if _valid(entry.valid_from, entry.valid_until, at):
                     tables.setdefault(entry.entity, {}).setdefault(entry.value, []).append(entry)
-            self._cache_key, self._cache = key, (rules, tables)
-        return self._cache
+            cached = (rules, tables)
+            self._cached = (key, cached)
+        return cached
 
     def apply(
         self,
