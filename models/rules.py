@@ -350,7 +350,7 @@ class Batch:
     def __init__(
         self,
         columns: Mapping[str, np.ndarray],
-        features: pd.DataFrame | None,
+        features: pd.DataFrame | Mapping[str, np.ndarray] | None,
         risk_score: np.ndarray | None,
         watchlists: Mapping[str, dict[str, list[ActiveEntry]]],
         node_keys: Mapping[int, str] | None = None,
@@ -382,6 +382,8 @@ class Batch:
 
     def feature(self, name: str) -> np.ndarray:
         """A feature column (the frame is converted to one float matrix once per batch)."""
+        if isinstance(self.features, Mapping):  # a few columns, e.g. read back from the model's hits
+            return np.asarray(self.features[name], dtype=np.float64)
         if self._feature_matrix is None:
             if self.features is None:
                 raise ValueError(f"this rule reads feature {name!r}, and no features are available here")

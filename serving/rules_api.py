@@ -54,12 +54,12 @@ def reads_features(condition) -> bool:
     return False
 
 
-def _features_from_model_hits(results: Sequence[dict], rules: Sequence[ActiveRule]) -> pd.DataFrame:
+def _features_from_model_hits(results: Sequence[dict], rules: Sequence[ActiveRule]) -> dict[str, np.ndarray]:
     """The built-in rules' feature columns, read back from the model's own rule hits (no recomputation)."""
     names = [r.rule_id.removeprefix("builtin:") for r in rules if r.builtin]
-    return pd.DataFrame(
-        {name: np.fromiter((name in r["rule_hits"] for r in results), float, len(results)) for name in names}
-    )
+    return {
+        name: np.fromiter((name in r["rule_hits"] for r in results), float, len(results)) for name in names
+    }
 
 
 @dataclass

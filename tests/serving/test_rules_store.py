@@ -209,3 +209,29 @@ def test_concurrent_changes_on_postgres_get_consecutive_versions() -> None:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_apply_rules_names_the_builtin_rule_from_the_models_hits(store: RulesStore) -> None:
+    from serving.rules_api import apply_rules
+
+    columns = {
+        "declaration_id": np.array(["D1", "D2"], dtype=object),
+        "transport_mode": np.array(["SEA", "SEA"], dtype=object),
+    }
+    results = [
+        {
+            "declaration_id": "D1",
+            "risk_score": 0.01,
+            "channel": "RED",
+            "rule_hits": ["controlled_without_authorisation"],
+        },
+        {"declaration_id": "D2", "risk_score": 0.01, "channel": "GREEN", "rule_hits": []},
+    ]
+    applied = apply_rules(store.compiled(), columns, results, NOW, features=lambda: pytest.fail("not needed"))
+    assert [r["channel"] for r in results] == ["RED", "GREEN"]
+    assert [h["rule_id"] for h in results[0]["rules"]] == ["builtin:controlled_without_authorisation"]
+    assert results[1]["rules"] == [] and results[1]["rule_set_version"] == applied.rule_set_version == 1
+    assert applied.audit_rule_hits == [
+        ["controlled_without_authorisation", "rule:builtin:controlled_without_authorisation@v1:RED"],
+        [],
+    ]
