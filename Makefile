@@ -112,6 +112,14 @@ bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs
 bench-replay: $(STAMP) $(DECLARATIONS) ## What replaying one audited decision costs a running worker (needs make train)
 	$(BIN)/python -m benchmarks.replay --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
+.PHONY: bench-rules
+bench-rules: $(STAMP) ## Extra cost of 100 active rules + 10,000 watchlist entries per 1,000-declaration batch
+	$(BIN)/python -m benchmarks.rules
+
+.PHONY: rules-backtest
+rules-backtest: $(STAMP) ## Backtest a targeting rule over the history (RULE=R-..., START=, END=, VERSION=)
+	$(BIN)/python -m serving.rules_cli backtest --rule $(RULE) --start $(START) --end $(END) $(if $(VERSION),--version $(VERSION))
+
 .PHONY: simulate
 simulate: $(STAMP) $(DECLARATIONS) ## Week-by-week inspection-budget simulation of selection strategies
 	$(BIN)/python -m training simulate --declarations $(DECLARATIONS) --seizures $(SEIZURES)

@@ -67,6 +67,8 @@ decisions_table = sa.Table(
     sa.Column("scored_at", _UTCDateTime, nullable=False, index=True),
     # The history log was applied up to this append when the decision was made (replay rebuilds it).
     sa.Column("history_seq", sa.BigInteger, nullable=True),
+    # The targeting rule set (serving.rules_store) the decision was made under; None before rules.
+    sa.Column("rule_set_version", sa.Integer, nullable=True),
     sa.UniqueConstraint("request_id", "declaration_id", name="uq_audit_decisions_request_declaration"),
 )
 
@@ -89,6 +91,7 @@ class AuditRecord:
     rule_hits: list[str]
     scored_at: dt.datetime  # timezone-aware; stored and returned in UTC
     history_seq: int | None = None  # history log sequence number the decision was scored at
+    rule_set_version: int | None = None
 
     def __post_init__(self) -> None:
         _require_aware(
@@ -126,6 +129,7 @@ class DecisionBatch:
     #: Per decision: (declaration_id, declaration_sha256, declaration canonical JSON,
     #: risk_score, channel, reasons canonical JSON, rule_hits canonical JSON).
     decisions: tuple[tuple[str, str, str, float, str, str, str], ...]
+    rule_set_version: int | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.scored_at, "DecisionBatch", self.request_id)
@@ -146,6 +150,7 @@ class DecisionBatch:
         reasons: Sequence[list[dict]],
         rule_hits: Sequence[list[str]],
         history_seq: int | None = None,
+        rule_set_version: int | None = None,
     ) -> DecisionBatch:
         """One decision per position of the sequences (all of the same length)."""
         sha256 = hashlib.sha256
@@ -174,6 +179,7 @@ class DecisionBatch:
             scored_at,
             history_seq,
             tuple(decisions),
+            rule_set_version,
         )
 
     def __len__(self) -> int:
@@ -418,6 +424,7 @@ _COLUMNS = (
     "rule_hits",
     "scored_at",
     "history_seq",
+    "rule_set_version",
 )
 
 
@@ -438,6 +445,7 @@ def _to_row(record: AuditRecord) -> tuple:
         canonical_json(record.rule_hits),
         record.scored_at,
         record.history_seq,
+        record.rule_set_version,
     )
 
 
@@ -504,7 +512,16 @@ def _no_autocheckpoint(connection, _record) -> None:  # pragma: no cover - drive
 
 #: Columns whose value is the same for every decision of one request.
 _SHARED_COLUMNS = frozenset(
-    {"request_id", "caller", "model_name", "model_version", "feature_set_version", "scored_at", "history_seq"}
+    {
+        "request_id",
+        "caller",
+        "model_name",
+        "model_version",
+        "feature_set_version",
+        "scored_at",
+        "history_seq",
+        "rule_set_version",
+    }
 )
 
 
@@ -517,6 +534,7 @@ def _batch_constants(batch: DecisionBatch) -> dict[str, object]:
         "feature_set_version": batch.feature_set_version,
         "scored_at": batch.scored_at,
         "history_seq": batch.history_seq,
+        "rule_set_version": batch.rule_set_version,
     }
 
 
@@ -526,6 +544,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
     request_id, caller, scored_at = shared["request_id"], shared["caller"], shared["scored_at"]
     model_name, model_version = shared["model_name"], shared["model_version"]
     feature_set, history_seq = shared["feature_set_version"], shared["history_seq"]
+    rule_set_version = shared["rule_set_version"]
     return [
         (
             request_id,
@@ -542,6 +561,7 @@ def _batch_rows(batch: DecisionBatch, shared: dict[str, object] | None = None) -
             rule_hits,
             scored_at,
             history_seq,
+            rule_set_version,
         )
         for declaration_id, sha256, declaration, risk_score, channel, reasons, rule_hits in batch.decisions
     ]
@@ -563,6 +583,7 @@ def _from_row(row: sa.Row) -> AuditRecord:
         rule_hits=json.loads(row.rule_hits),
         scored_at=row.scored_at,
         history_seq=row.history_seq,
+        rule_set_version=row.rule_set_version,
     )
 
 

@@ -37,8 +37,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: `monitor` reads /metrics (Prometheus scrapers) and nothing else.
-ROLES = ("scorer", "analyst", "auditor", "monitor")
+#: `monitor` reads /metrics (Prometheus scrapers) and nothing else; `risk_officer` manages
+#: targeting rules and watchlists.
+ROLES = ("scorer", "analyst", "auditor", "monitor", "risk_officer")
 
 #: Role each path needs; None: any authenticated caller. Keys ending in "/" cover every path below.
 #: A path that is neither here nor open is refused (403) until a policy is added for it.
@@ -53,6 +54,10 @@ ROUTE_ROLES: dict[str, str | None] = {
     "/audit/": "auditor",
     # Request counts by route and status would tell anyone which declarations auditors looked up.
     "/metrics": "monitor",
+    "/rules": "risk_officer",
+    "/rules/": "risk_officer",
+    "/watchlists": "risk_officer",
+    "/watchlists/": "risk_officer",
 }
 #: Paths served without a token: probes, the OpenAPI document and docs page.
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/docs.json", "/"})

@@ -1,7 +1,8 @@
 """BentoML scoring service: `bentoml serve serving.service:DiversionRiskService`.
 
 Endpoints: POST /score (scorer), POST /history/declarations and /history/seizures
-(analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor); BentoML's
+(analyst), GET /model (any caller), GET /audit/decisions/{id} (auditor), /rules and
+/watchlists (risk_officer, docs/rules.md); BentoML's
 /livez, /readyz (ready only when model and history are loaded), /metrics, the OpenAPI
 document (/docs.json) and docs page (/). Every scoring decision is committed to the audit
 store before its response is sent.
@@ -41,6 +42,8 @@ from serving.history_store import UnknownDeclarationError  # noqa: E402
 from serving.limits import ConcurrencyLimit, Saturated, install_header_timeout  # noqa: E402
 from serving.metrics import MetricsEndpoint, RouteMetrics, ServiceMetrics  # noqa: E402
 from serving.middleware import RECEIVED_DECLARATIONS, RequestGuard  # noqa: E402
+from serving.rules_endpoints import router as rules_router  # noqa: E402
+from serving.rules_store import RulesStore  # noqa: E402
 from serving.runtime import settle_garbage_collector  # noqa: E402
 from serving.schemas import (  # noqa: E402
     Declaration,
@@ -60,6 +63,7 @@ MAX_BATCH = SETTINGS.max_batch
 info_app = FastAPI(
     title="diversion-risk model and audit reads", docs_url=None, redoc_url=None, openapi_url=None
 )
+info_app.include_router(rules_router)  # /rules and /watchlists (risk_officer)
 
 
 #: Declarations in their audited form (JSON types, absent optional fields left out), in one call.
@@ -121,11 +125,15 @@ class DiversionRiskService:
         self.settings = ServiceSettings.from_env()
         self.engine: ScoringEngine | None = None
         self.audit: AuditStore | None = None
+        self.rules: RulesStore | None = None
         self.load_error: str | None = None
         self.replays = ConcurrencyLimit(self.settings.replay_concurrency)
         try:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
             self.engine = ScoringEngine.open(self.settings)
+            self.rules = RulesStore(
+                self.settings.rules_db, self.engine.model.scorer.policy.mandatory_red_rules
+            )
             log.warning(
                 "ready: model %s v%s, %d declarations in history (log applied up to append %d)",
                 self.engine.model.name,
@@ -159,9 +167,9 @@ class DiversionRiskService:
         model = engine.model  # read once: the alias may move while this request runs
         view = engine.store.current()  # every append committed before now is applied
         scored_at = dt.datetime.now(dt.UTC)
-        results = engine.score(
-            declaration_columns(declarations), scored_at=scored_at, history=view.history, model=model
-        )
+        columns = declaration_columns(declarations)
+        results = engine.score(columns, scored_at=scored_at, history=view.history, model=model)
+        applied = self._apply_rules(engine, columns, results, scored_at, view.history, model)
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
@@ -177,13 +185,23 @@ class DiversionRiskService:
             risk_scores=[result["risk_score"] for result in results],
             channels=[result["channel"] for result in results],
             reasons=[result["reasons"] for result in results],
-            rule_hits=[result["rule_hits"] for result in results],
+            rule_hits=applied.audit_rule_hits,
             history_seq=view.sequence,
+            rule_set_version=applied.rule_set_version,
         )
         self.audit.record(batch)  # committed before the response exists
         return Response(  # type: ignore[return-value]
             orjson.dumps({"request_id": request_id, "history_sequence": view.sequence, "scores": results}),
             media_type="application/json",
+        )
+
+    def _apply_rules(self, engine, columns, results, scored_at, history, model):
+        """Targeting rules over the model's results (in place); features recomputed only if a rule reads one."""
+        from serving.rules_api import apply_rules
+
+        rule_set = self.rules.compiled()  # one indexed max(version) read; recompiled when it moved
+        return apply_rules(
+            rule_set, columns, results, scored_at, features=lambda: engine.features(columns, history, model)
         )
 
     @bentoml.api(route="/history/declarations")

@@ -23,6 +23,7 @@ class ServiceSettings(BaseModel):
     history_seizures: Path = Path("data/synthetic/seizures.parquet")
     history_db: str = "sqlite:///outputs/service/history.db"
     audit_db: str = "sqlite:///outputs/service/audit.db"
+    rules_db: str = "sqlite:///outputs/service/rules.db"
     audit_schema: str | None = Field(None, description="PostgreSQL schema of the audit tables")
     max_batch: int = Field(10_000, gt=0)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)

@@ -38,7 +38,7 @@ ROLES_OF = {
     "scorer": "scorer",
     "analyst": "analyst",
     "auditor": "auditor",
-    "everything": "scorer+analyst+auditor+monitor",
+    "everything": "scorer+analyst+auditor+monitor+risk_officer",
 }
 
 OPEN = ["/livez", "/readyz", "/healthz", "/docs.json", "/", "/static_content/app.js"]
