@@ -708,6 +708,41 @@ class HistoryStore:
             )
 
 
+@dataclass(frozen=True)
+class LogTables:
+    """Everything appended to a history log, as contract frames (None: no such rows)."""
+
+    declarations: pd.DataFrame | None
+    seizures: pd.DataFrame | None
+    inspections: pd.DataFrame  # declaration_id, inspected_at (naive UTC), result
+
+
+def read_log(url: str) -> LogTables:
+    """The rows appended to the history log at `url` (without the base files), for backtests and reports."""
+    engine = make_engine(url)
+    declarations, seizures, inspections = [], [], []
+    try:
+        if log_table.name in sa.inspect(engine).get_table_names():
+            with engine.connect() as connection:
+                for kind, payload in connection.execute(
+                    sa.select(log_table.c.kind, log_table.c.payload).order_by(
+                        log_table.c.seq, log_table.c.kind, log_table.c.record_id
+                    )
+                ):
+                    {DECLARATION: declarations, SEIZURE: seizures, INSPECTION: inspections}.get(
+                        kind, []
+                    ).append(json.loads(payload))
+    finally:
+        engine.dispose()
+    frame = pd.DataFrame(inspections, columns=["declaration_id", "inspected_at", "result"])
+    frame["inspected_at"] = pd.to_datetime(frame["inspected_at"]).astype("datetime64[us]")
+    return LogTables(
+        _decode_declarations(declarations) if declarations else None,
+        _decode_seizures(seizures) if seizures else None,
+        frame,
+    )
+
+
 def _as_datetime(value: dt.datetime | str) -> dt.datetime:
     """A naive UTC datetime as a driver returns it (SQLite returns text)."""
     return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)

@@ -30,6 +30,7 @@ from serving.audit import AuditRecord, AuditStore, declaration_hash
 from serving.engine import LoadedModel, ModelLoadError, load_model
 from serving.frames import declaration_columns
 from serving.history_store import HistoryStore, log_table
+from serving.rules_store import RulesStore
 from serving.schemas import Declaration
 from serving.settings import ServiceSettings
 
@@ -76,10 +77,12 @@ class Replayer:
         audit: AuditStore,
         store: HistoryStore | None = None,
         models: Iterable[LoadedModel] = (),
+        rules: RulesStore | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
         self._store = store
+        self._rules = rules
         self._models: dict[tuple[str, str], LoadedModel] = {(m.name, m.version): m for m in models}
 
     @property
@@ -107,7 +110,13 @@ class Replayer:
             rows = [Declaration.model_validate(r.declaration).model_dump() for r in records]
             features = compute_online_features(declaration_columns(rows), history, model.reference)
             batch = model.scorer.score(features, explain=False)
-            for record, score, channel in zip(records, batch.risk_score, batch.channel, strict=True):
+            for i, (record, score, channel) in enumerate(
+                zip(records, batch.risk_score, batch.channel, strict=True)
+            ):
+                if record.rule_set_version is not None:  # the targeting rules in force then, on top
+                    channel = self._rules_channel(
+                        record, features.iloc[[i]], float(score), str(channel), model
+                    )
                 replayed[record.request_id, record.declaration_id] = (float(score), str(channel), sequence)
         results = []
         for decision in decisions:
@@ -129,6 +138,25 @@ class Replayer:
                 )
             )
         return results
+
+    def _rules_channel(
+        self, record: AuditRecord, features, score: float, model_channel: str, model: LoadedModel
+    ) -> str:
+        """The channel after the decision's rule-set version, evaluated as at its decision time."""
+        from serving.rules_api import replay_rules
+
+        if self._rules is None:
+            self._rules = RulesStore(self.settings.rules_db, model.scorer.policy.mandatory_red_rules)
+        outcome = replay_rules(
+            self._rules,
+            record.rule_set_version,
+            record.declaration,
+            features,
+            score,
+            model_channel,
+            record.scored_at,
+        )
+        return str(outcome["channel"])
 
     def _sequence_of(self, decision: AuditRecord) -> int:
         if decision.history_seq is not None:
@@ -161,6 +189,7 @@ def replay_decision(
     audit: AuditStore,
     store: HistoryStore | None = None,
     models: Iterable[LoadedModel] = (),
+    rules: RulesStore | None = None,
 ) -> list[ReplayResult]:
     """Replay every recorded decision about `declaration_id` (oldest first); empty if none was recorded.
 
@@ -170,7 +199,7 @@ def replay_decision(
     own = store is None
     store = store or open_store(settings)
     try:
-        return Replayer(settings, audit, store, models).replay(declaration_id)
+        return Replayer(settings, audit, store, models, rules).replay(declaration_id)
     finally:
         if own:
             store.close()

@@ -236,29 +236,22 @@ def audited_rule_decisions(audit, since: dt.datetime | None = None) -> pd.DataFr
 
 
 def recorded_outcomes(history_db: str) -> tuple[set[str], set[str], dict[str, dt.datetime]]:
-    """(inspected ids, ids with a finding, last finding time per id) from the service's outcome tables."""
-    from serving.history_store import inspections_table, make_engine, seizures_table
+    """(inspected ids, ids with a finding, last finding time per id) from the service's history log."""
+    from serving.history_store import read_log
 
-    engine = make_engine(history_db)
+    appended = read_log(history_db)
     inspected: set[str] = set()
     found: dict[str, dt.datetime] = {}
-    try:
-        with engine.connect() as connection:
-            tables = sa.inspect(connection).get_table_names()
-            if inspections_table.name in tables:
-                for r in connection.execute(sa.select(inspections_table)):
-                    inspected.add(r.declaration_id)
-                    if r.result != "CLEAN":
-                        found[r.declaration_id] = max(
-                            found.get(r.declaration_id, r.inspected_at), r.inspected_at
-                        )
-            if seizures_table.name in tables:
-                for r in connection.execute(sa.select(seizures_table.c.payload, seizures_table.c.seized_at)):
-                    declaration_id = json.loads(r.payload).get("declaration_id")
-                    if declaration_id:
-                        found[declaration_id] = max(found.get(declaration_id, r.seized_at), r.seized_at)
-    finally:
-        engine.dispose()
+    for declaration_id, at, result in appended.inspections.itertuples(index=False):
+        at = at.to_pydatetime()
+        inspected.add(declaration_id)
+        if result != "CLEAN":
+            found[declaration_id] = max(found.get(declaration_id, at), at)
+    if appended.seizures is not None:
+        for declaration_id, at in appended.seizures[["declaration_id", "seized_at"]].itertuples(index=False):
+            if isinstance(declaration_id, str) and declaration_id:
+                at = at.to_pydatetime()
+                found[declaration_id] = max(found.get(declaration_id, at), at)
     return inspected, set(found), found
 
 

@@ -246,23 +246,21 @@ def set_rule_status(
 
 
 def _history_tables(settings):
-    """The service's base history (contract files) and the recorded inspection outcomes."""
+    """The service's whole history (base contract files + the history log) and the recorded inspections."""
     import pandas as pd
-    import sqlalchemy as sa
 
     from features.validation import load_contract_tables
-    from serving.history_store import inspections_table, make_engine
+    from serving.history_store import read_log
 
     tables = load_contract_tables(
         settings.history_declarations, settings.history_seizures, None, rejects_dir=None
     )
-    engine = make_engine(settings.history_db)
-    try:
-        with engine.connect() as connection:
-            if inspections_table.name in sa.inspect(connection).get_table_names():
-                inspections = pd.read_sql(sa.select(inspections_table), connection)
-            else:
-                inspections = None
-    finally:
-        engine.dispose()
-    return tables.declarations, tables.seizures, inspections
+    appended = read_log(settings.history_db)
+    declarations = pd.concat(
+        [f for f in (tables.declarations, appended.declarations) if f is not None], ignore_index=True
+    ).sort_values("declared_at", kind="stable", ignore_index=True)
+    seizures = pd.concat(
+        [f for f in (tables.seizures, appended.seizures) if f is not None], ignore_index=True
+    )
+    inspections = appended.inspections if len(appended.inspections) else None
+    return declarations, seizures, inspections

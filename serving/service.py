@@ -292,6 +292,7 @@ class DiversionRiskService:
                     self.audit,
                     store=engine.store if engine is not None else None,
                     models=[engine.model] if engine is not None else (),
+                    rules=self.rules,
                 )
         except Saturated as exc:
             raise HTTPException(

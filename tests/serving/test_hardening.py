@@ -182,7 +182,7 @@ def test_audit_replay_answers_429_with_retry_after_when_saturated(monkeypatch: p
 
     release, running = threading.Event(), threading.Semaphore(0)
 
-    def slow_replay(declaration_id, settings, audit, store=None, models=()):
+    def slow_replay(declaration_id, settings, audit, store=None, models=(), rules=None):
         running.release()
         release.wait(10)
         return []
@@ -198,6 +198,7 @@ def test_audit_replay_answers_429_with_retry_after_when_saturated(monkeypatch: p
         audit = Audit()
         load_error = None
         engine = None  # replay then opens its own history store (here: the stand-in replay)
+        rules = None
         replays = ConcurrencyLimit(2)
 
     service = Service()

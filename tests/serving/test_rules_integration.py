@@ -243,6 +243,11 @@ def test_create_approve_activate_expire_restore_and_replay(deployment) -> None:
 
     # Replay of the decision made under the older rule-set version reproduces its hits.
     _replay_reproduces(deployment, recorded)
+    # and the auditor's replay verifies every decision, the rule-driven RED one included
+    replays = _ok(client.get(f"/audit/replay/{record['declaration_id']}", headers=_as(deployment, "auditor")))
+    by_request = {r["request_id"]: r for r in replays}
+    assert by_request[recorded["request_id"]]["replayed_channel"] == "RED"
+    assert all(r["verified"] for r in replays), [r for r in replays if not r["verified"]]
 
 
 def _replay_reproduces(deployment, recorded: dict) -> None:
@@ -364,6 +369,20 @@ def test_backtest_counts_equal_a_direct_count(deployment) -> None:
             headers=officer,
         )
     )
+    # the backtest runs over the whole history: the base files and what was appended through the API
+    from serving.history_store import read_log
+
+    appended = read_log(deployment["env"]["DIVERSION_HISTORY_DB"])
+    if appended.declarations is not None:
+        declarations = pd.concat([declarations, appended.declarations], ignore_index=True)
+        window = declarations.loc[
+            (declarations["declared_at"] >= start) & (declarations["declared_at"] < end)
+        ]
+        picked = window.loc[
+            (window["transport_mode"] == mode) & window["hs_code"].astype(str).str.startswith("30")
+        ]
+    if appended.seizures is not None:
+        seizures = pd.concat([seizures, appended.seizures], ignore_index=True)
     seized_ids = seizures.loc[seizures["declaration_id"].notna()].merge(
         picked[["declaration_id", "declared_at"]], on="declaration_id"
     )
@@ -416,6 +435,12 @@ def test_effectiveness_counts_hits_inspections_and_findings(deployment) -> None:
     _, entry_id, rule_id = _watchlisted_rule(deployment, record, requires_approval=False)
     _ok(client.post(f"/rules/{rule_id}/activate", json={"reason": "go"}, headers=officer))
     assert _score(deployment, record)["channel"] == "RED"
+    # the filed declaration is recorded, then its inspection outcome
+    _ok(
+        client.post(
+            "/history/declarations", json={"declarations": [record]}, headers=_as(deployment, "analyst")
+        )
+    )
     _ok(
         client.post(
             "/outcomes",
