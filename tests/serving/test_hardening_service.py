@@ -358,11 +358,19 @@ def test_concurrent_replays_beyond_the_limit_get_429_with_retry_after(service) -
             f"{base}/audit/replay/{declaration_id}", headers=_auth(service, "auditor"), timeout=120
         )
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(replay, [r["declaration_id"] for r in batch]))
-    statuses = sorted(a.status_code for a in answers)
+    # A replay now reuses the live history index and takes milliseconds: bursts of sixteen at once
+    # against the limit of two, until one is refused (the limit itself is unit-tested with a
+    # replay that blocks, in tests/serving/test_hardening.py).
+    ids = [r["declaration_id"] for r in batch] * 4
+    answers: list[httpx.Response] = []
+    for _ in range(5):
+        with concurrent.futures.ThreadPoolExecutor(len(ids)) as pool:
+            answers = list(pool.map(replay, ids))
+        statuses = sorted(a.status_code for a in answers)
+        assert set(statuses) <= {200, 429}, statuses
+        if 429 in statuses:
+            break
     assert 200 in statuses and 429 in statuses, statuses
-    assert set(statuses) <= {200, 429}
     refused = next(a for a in answers if a.status_code == 429)
     assert int(refused.headers["Retry-After"]) > 0
 
