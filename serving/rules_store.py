@@ -35,7 +35,7 @@ from models.rules import (
     builtin_rules,
     watchlists_of,
 )
-from serving.history_store import make_engine
+from serving.history_store import create_schema, make_engine
 
 RULE_STATUSES = ("draft", "pending_approval", "active", "shadow", "disabled", "expired")
 _ADVISORY_LOCK_KEY = 0x15_2026_0001
@@ -118,7 +118,7 @@ class RulesStore:
 
     def __init__(self, url: str, mandatory_red_rules: Sequence[str] = ()) -> None:
         self._engine = make_engine(url)
-        _metadata.create_all(self._engine)
+        create_schema(self._engine, _metadata)  # safe when several workers start at once
         self._lock = threading.Lock()
         self._compiled: CompiledRuleSet | None = None
         for rule_id, definition in builtin_rules(mandatory_red_rules):
