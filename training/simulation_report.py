@@ -265,7 +265,8 @@ def run_simulation_cli(declarations: Path, seizures: Path, config: Path | None) 
     print_summary(result)
     total = time.perf_counter() - started
     console.print(
-        f"{result.fits} model fits ({result.seconds['fitting']:.0f}s of fitting); wall time {total:.0f}s; "
+        f"{result.fits} model fits ({result.seconds['fitting']:.0f}s of fitting, "
+        f"{result.seconds['features']:.0f}s of per-strategy features); wall time {total:.0f}s; "
         f"tables in {settings.output_dir}/comparison.md|csv; MLflow run {run_id} "
         f"(experiment {settings.experiment!r})"
     )
