@@ -160,7 +160,7 @@ def simulate(
     config: Path | None = typer.Option(None, help="TOML file with simulation settings."),
 ) -> None:
     """Week-by-week inspection-budget simulation of selection strategies (see docs/simulation.md)."""
-    from training.simulation import run_simulation_cli
+    from training.simulation_report import run_simulation_cli
 
     run_simulation_cli(declarations, seizures, config)
 

@@ -14,7 +14,6 @@ See docs/simulation.md.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,13 +29,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from features.contract import LABEL_WINDOW_DAYS
 from features.definitions import FEATURE_SET
 from models.baselines import red_flag_scores
 from models.estimator import BoosterParams
 from training.labels import declaration_labels
+from training.simulation_knowledge import ArmView, SeizureKnowledge, SeizureKnowledgeMode
 
 console = Console(width=None if Console().is_terminal else 160)
 
@@ -83,6 +82,11 @@ class SimulationConfig(BaseModel):
         0.2, gt=0.0, le=1.0, description="share of negative (or unknown) rows kept per retrain, re-weighted"
     )
     booster: dict = Field(default_factory=dict, description="overrides of the simulation's BoosterParams")
+    seizure_knowledge: SeizureKnowledgeMode = Field(
+        "own_and_partner",
+        description="seizures a strategy's features see: own_and_partner (its own inspections' finds, "
+        "seizures abroad and every report known to all), own_inspections, or all (the whole file)",
+    )
     label_window_days: int = Field(LABEL_WINDOW_DAYS, gt=0)
     output_dir: Path = Path("outputs/simulation")
     tracking_uri: str = Field(
@@ -183,6 +187,8 @@ class SimulationResult:
     week_index: np.ndarray  # simulated week of each declaration, -1 outside the period
     fits: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Per arm with its own seizure knowledge: the period's features as that arm computed them.
+    period_features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def arms_of(config: SimulationConfig) -> list[Arm]:
@@ -309,17 +315,25 @@ def select(
     ranker: Ranker | None,
     exploration_share: float,
     rng: np.random.Generator,
+    features: np.ndarray | None = None,
+    red_flag: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices (into the full data) of the `k` declarations of `rows` the strategy inspects."""
+    """Indices (into the full data) of the `k` declarations of `rows` the strategy inspects.
+
+    `features` and `red_flag` are those of `rows` as the strategy sees them (default: the
+    data's, computed with every seizure in the file).
+    """
+    features = data.features[rows] if features is None else features
+    red_flag = data.red_flag[rows] if red_flag is None else red_flag
     if strategy == RANDOM:
         return rows[rng.permutation(len(rows))[:k]]
     if strategy == RED_FLAG:
-        return rows[np.argsort(-data.red_flag[rows], kind="stable")[:k]]
+        return rows[np.argsort(-red_flag, kind="stable")[:k]]
     if strategy == ORACLE:
         # True positives first, the largest seized quantity first among them.
         key = np.where(data.diverted[rows], 1.0 + data.seized_kg[rows], 0.0)
         return rows[np.argsort(-key, kind="stable")[:k]]
-    scores = ranker.scores(data.features[rows])
+    scores = ranker.scores(features)
     order = np.argsort(-scores, kind="stable")
     if strategy == MODEL_ONLY:
         return rows[order[:k]]
@@ -328,15 +342,26 @@ def select(
     if strategy == MODEL_RANDOM:
         explored = rng.choice(rest, size=explore, replace=False) if explore else rest[:0]
     elif strategy == MODEL_UNCERTAINTY:
-        variance = ranker.predictive_variance(data.features[rows[rest]]) if explore else np.zeros(0)
+        variance = ranker.predictive_variance(features[rest]) if explore else np.zeros(0)
         explored = rest[np.argsort(-variance, kind="stable")[:explore]]
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     return rows[np.concatenate([exploit, explored])]
 
 
-def simulate(data: SimulationData, config: SimulationConfig, progress: bool = False) -> SimulationResult:
-    """Run every configured strategy over the simulated weeks; metrics per week and overall."""
+def simulate(
+    data: SimulationData,
+    config: SimulationConfig,
+    progress: bool = False,
+    knowledge: SeizureKnowledge | None = None,
+) -> SimulationResult:
+    """Run every configured strategy over the simulated weeks; metrics per week and overall.
+
+    Without `knowledge` (or when it withholds nothing) every strategy sees `data.features`,
+    computed with every seizure in the file. With it, each strategy that reads features sees
+    the seizures its own inspections found plus those known to all (`SeizureKnowledge`), and
+    its features of each week's declarations are computed from that.
+    """
     started = time.perf_counter()
     period_from, period_to = simulation_period(
         data.declared_at, config.weeks, config.label_window_days, config.end
@@ -357,6 +382,15 @@ def simulate(data: SimulationData, config: SimulationConfig, progress: bool = Fa
     fits = 0
     fit_seconds = 0.0
     shared_initial: dict[tuple[str, bool], Ranker] = {}
+    views = (
+        {
+            arm.name: ArmView.start(knowledge, week_index)
+            for arm in arms
+            if arm.strategy not in (RANDOM, ORACLE)
+        }
+        if knowledge is not None and knowledge.withholds_anything
+        else {}
+    )
 
     def retrain(arm: Arm, week: int) -> Ranker:
         nonlocal fits, fit_seconds
@@ -367,8 +401,9 @@ def simulate(data: SimulationData, config: SimulationConfig, progress: bool = Fa
         trained_on[arm.name][in_period] = True
         trained_positive[arm.name][in_period[labels[~initial[rows]]]] = True
         t0 = time.perf_counter()
+        x = views[arm.name].features_of(rows, data.features) if arm.name in views else data.features[rows]
         ranker = fit_ranker(
-            data.features[rows], labels, params, config.negative_sample_rate, config.seed + week,
+            x, labels, params, config.negative_sample_rate, config.seed + week,
             with_leaf_counts=arm.strategy == MODEL_UNCERTAINTY,
         )  # fmt: skip
         fit_seconds += time.perf_counter() - t0
@@ -396,9 +431,14 @@ def simulate(data: SimulationData, config: SimulationConfig, progress: bool = Fa
                 if len(rows) == 0:
                     continue
                 k = budget(len(rows), config.inspection_rate)
+                view = views.get(arm.name)
+                seen = view.see_week(rows) if view is not None else (None, None)
                 chosen = select(
-                    arm.strategy, rows, k, data, rankers[arm.name], config.exploration_share, rngs[arm.name]
-                )
+                    arm.strategy, rows, k, data, rankers[arm.name], config.exploration_share, rngs[arm.name],
+                    *seen,
+                )  # fmt: skip
+                if view is not None:
+                    view.inspected(chosen)
                 inspected[arm.name][chosen] = True
                 exporters_seen[arm.name][data.exporter[chosen]] = True
                 records.append(
@@ -425,7 +465,12 @@ def simulate(data: SimulationData, config: SimulationConfig, progress: bool = Fa
         trained_positive=trained_positive,
         week_index=week_index,
         fits=fits,
-        seconds={"simulation": time.perf_counter() - started, "fitting": fit_seconds},
+        period_features={name: view.features for name, view in views.items()},
+        seconds={
+            "simulation": time.perf_counter() - started,
+            "fitting": fit_seconds,
+            "features": sum(view.seconds for view in views.values()),
+        },
     )
 
 
@@ -524,234 +569,3 @@ def summarise(weekly: pd.DataFrame, arms: list[Arm]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def comparison_markdown(summary: pd.DataFrame) -> str:
-    """The summary as a markdown table (precision etc. as decimals, kg and counts as integers)."""
-    headers = list(summary.columns)
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" if h in ("strategy", "label_mode") else "---:" for h in headers) + "|",
-    ]
-    for _, row in summary.iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_curves(weekly: pd.DataFrame, path: Path) -> Path:
-    """Weekly and cumulative normalised precision, cumulative recall and kg, distinct exporters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (
-        ("normalised_precision", "weekly precision / oracle (4-week mean)"),
-        ("cum_normalised_precision", "cumulative precision / oracle"),
-        ("cum_recall", "cumulative recall (share of all diverted)"),
-        ("cum_normalised_kg", "cumulative seized kg / oracle"),
-        ("cum_precision", "cumulative precision"),
-        ("distinct_exporters", "distinct exporters ever inspected"),
-    )
-    fig, axes = plt.subplots(2, 3, figsize=(17, 8.5))
-    for ax, (column, title) in zip(axes.ravel(), panels, strict=True):
-        for name, w in weekly.groupby("strategy", sort=False):
-            values = w[column]
-            if column == "normalised_precision":
-                values = values.rolling(4, min_periods=1).mean()
-            style = "--" if "(" in str(name) else "-"
-            ax.plot(w["week"], values, style, label=name)
-        ax.set_title(title)
-        ax.set_xlabel("simulated week")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def inspections_log(result: SimulationResult, data: SimulationData) -> pd.DataFrame:
-    """Every simulated inspection: strategy, week, declaration and its (revealed) outcome."""
-    parts = []
-    for arm, inspected in result.inspected.items():
-        rows = np.flatnonzero(inspected)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "strategy": arm,
-                    "week": result.week_index[rows],
-                    "declaration_id": data.declaration_id[rows],
-                    "diverted": data.diverted[rows],
-                    "seized_kg": data.seized_kg[rows],
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
-
-
-def typology_capture(
-    result: SimulationResult, data: SimulationData, ground_truth: pd.DataFrame
-) -> pd.DataFrame:
-    """Synthetic data only: share of each typology's seized declarations that each strategy inspected.
-
-    `ground_truth` (declaration_id, typology) comes from the generator; real data has no such
-    file. It shows whether a strategy finds a new diversion route (drift) or only the known ones.
-    """
-    typology = (
-        ground_truth.set_index(ground_truth["declaration_id"].astype("str"))["typology"]
-        .reindex(data.declaration_id)
-        .to_numpy()
-    )
-    period_positive = (result.week_index >= 0) & data.diverted
-    names = sorted(pd.unique(typology[period_positive]).tolist())
-    rows = []
-    for arm, inspected in result.inspected.items():
-        row: dict[str, object] = {"strategy": arm}
-        for name in names:
-            positives = period_positive & (typology == name)
-            row[name] = float((inspected & positives).sum() / positives.sum())
-        rows.append(row)
-    counts = {"strategy": "(seized declarations in the period)"}
-    counts.update({name: str(int((period_positive & (typology == name)).sum())) for name in names})
-    return pd.concat([pd.DataFrame([counts]), pd.DataFrame(rows)], ignore_index=True)
-
-
-def write_outputs(
-    result: SimulationResult, out_dir: Path, data: SimulationData, ground_truth: pd.DataFrame | None = None
-) -> dict[str, Path]:
-    """weekly.csv, comparison.csv|md, inspections.csv, curves.png (and typology_capture.*) in `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weekly = add_rates(result.weekly)
-    paths = {
-        "weekly": out_dir / "weekly.csv",
-        "comparison_csv": out_dir / "comparison.csv",
-        "comparison_md": out_dir / "comparison.md",
-        "curves": out_dir / "curves.png",
-    }
-    weekly.to_csv(paths["weekly"], index=False, float_format="%.6g")
-    result.summary.to_csv(paths["comparison_csv"], index=False, float_format="%.6g")
-    c = result.config
-    header = (
-        f"# Inspection-budget simulation\n\n{result.period_from.date()} to {result.period_to.date()} "
-        f"({result.weekly['week'].nunique()} weeks), inspection rate {c.inspection_rate:.0%}, exploration "
-        f"share {c.exploration_share:.0%}, retrain every {c.retrain_every_weeks} weeks, label mode "
-        f"{c.label_mode}; {result.fits} model fits, {result.seconds['simulation']:.0f}s.\n\n"
-    )
-    paths["comparison_md"].write_text(header + comparison_markdown(result.summary))
-    plot_curves(weekly, paths["curves"])
-    paths["inspections"] = out_dir / "inspections.csv"
-    inspections_log(result, data).to_csv(paths["inspections"], index=False, float_format="%.6g")
-    if ground_truth is not None:
-        capture = typology_capture(result, data, ground_truth)
-        paths["typology_csv"] = out_dir / "typology_capture.csv"
-        paths["typology_md"] = out_dir / "typology_capture.md"
-        capture.to_csv(paths["typology_csv"], index=False, float_format="%.6g")
-        paths["typology_md"].write_text(
-            "# Share of each typology's seized declarations inspected (synthetic ground truth)\n\n"
-            + comparison_markdown(capture)
-        )
-    return paths
-
-
-def log_to_mlflow(result: SimulationResult, paths: dict[str, Path], data_files: dict[str, Path]) -> str:
-    """One run in the simulation experiment: config, summary metrics, tables and plots."""
-    import mlflow
-
-    from training.pipeline import configure_tracking
-
-    experiment_id = configure_tracking(result.config.tracking_uri, result.config.experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        config = json.loads(result.config.model_dump_json())
-        mlflow.log_dict(config, "config.json")
-        mlflow.log_params(
-            {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in config.items()}
-        )
-        mlflow.set_tags({f"data.{k}": str(v) for k, v in data_files.items()})
-        mlflow.log_params(
-            {"period_from": str(result.period_from.date()), "period_to": str(result.period_to.date())}
-        )
-        metrics = {}
-        for _, row in result.summary.iterrows():
-            slug = row["strategy"].replace(" (", "__").replace(")", "")
-            for column in ("precision", "recall", "kg_share", "normalised_precision", "normalised_kg",
-                           "last_quarter_normalised_precision", "distinct_exporters"):  # fmt: skip
-                value = float(row[column])
-                if np.isfinite(value):
-                    metrics[f"{slug}.{column}"] = value
-        metrics["wall_seconds"] = result.seconds["simulation"]
-        metrics["model_fits"] = float(result.fits)
-        mlflow.log_metrics(metrics)
-        for path in paths.values():
-            mlflow.log_artifact(str(path))
-        return run.info.run_id
-
-
-def print_summary(result: SimulationResult) -> None:
-    table = Table(
-        title=f"simulation {result.period_from.date()} .. {result.period_to.date()}: strategies side by side"
-    )
-    for column in (
-        "strategy",
-        "precision",
-        "recall",
-        "kg share",
-        "prec/oracle",
-        "kg/oracle",
-        "last qtr prec/oracle",
-        "exporters",
-    ):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for _, row in result.summary.iterrows():
-        table.add_row(
-            row["strategy"],
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            f"{row['kg_share']:.3f}",
-            f"{row['normalised_precision']:.3f}",
-            f"{row['normalised_kg']:.3f}",
-            f"{row['last_quarter_normalised_precision']:.3f}",
-            f"{row['distinct_exporters']:,}",
-        )
-    console.print(table)
-
-
-def _synthetic_ground_truth(declarations: Path) -> pd.DataFrame | None:
-    """The generator's ground_truth file beside the declarations, when there is one."""
-    path = declarations.with_name("ground_truth" + declarations.suffix)
-    if not path.exists():
-        return None
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
-    return frame[["declaration_id", "typology"]]
-
-
-def run_simulation_cli(declarations: Path, seizures: Path, config: Path | None) -> SimulationResult:
-    """`python -m training simulate`: validate, build features once, simulate, write, log."""
-    from features.reference import load_reference
-    from features.validation import load_contract_tables
-    from training.backtest import build_features
-
-    started = time.perf_counter()
-    settings = SimulationConfig.load(config)
-    tables = load_contract_tables(declarations, seizures, None, rejects_dir=settings.output_dir / "rejects")
-    console.print(f"[bold]contract[/]: {tables.report.summary()}")
-    t0 = time.perf_counter()
-    features = build_features(tables.declarations, tables.seizures, load_reference())
-    data = SimulationData.from_tables(
-        tables.declarations, tables.seizures, features, settings.label_window_days
-    )
-    console.print(
-        f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s (computed once)"
-    )
-    result = simulate(data, settings, progress=True)
-    paths = write_outputs(result, settings.output_dir, data, _synthetic_ground_truth(declarations))
-    run_id = log_to_mlflow(result, paths, {"declarations": declarations, "seizures": seizures})
-    print_summary(result)
-    total = time.perf_counter() - started
-    console.print(
-        f"{result.fits} model fits ({result.seconds['fitting']:.0f}s of fitting); wall time {total:.0f}s; "
-        f"tables in {settings.output_dir}/comparison.md|csv; MLflow run {run_id} "
-        f"(experiment {settings.experiment!r})"
-    )
-    return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.simulation import (
@@ -114,3 +115,84 @@ def test_config_rejects_unknown_strategy(tmp_path) -> None:
     path.write_text("inspection_rate = 0.02\nexploration_share = 0.2\n")
     config = SimulationConfig.load(path)
     assert (config.inspection_rate, config.exploration_share) == (0.02, 0.2)
+
+
+# --- what a strategy knows of seizures -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tables():
+    from training.synthetic import generate_history
+
+    declarations, seizures, _ = generate_history(rows=20_000, years=2.0, seed=5)
+    return declarations, seizures
+
+
+def _knowledge(tables, config: SimulationConfig):
+    from training.simulation_report import knowledge_of
+
+    declarations, seizures = tables
+    return knowledge_of(declarations, seizures, config)
+
+
+def test_withheld_seizures_are_only_period_declarations_seized_at_home(tables) -> None:
+    declarations, seizures = tables
+    config = SimulationConfig(weeks=6, tracking_uri="unused", seizure_knowledge="own_and_partner")
+    knowledge = _knowledge(tables, config)
+    withheld = knowledge.withheld
+    assert len(withheld) > 0
+    rows = knowledge.withheld_row
+    assert (rows >= 0).all()  # every withheld seizure names a declaration
+    named = declarations.iloc[rows]
+    assert (withheld["country"].astype(str).to_numpy() == named["port_of_loading"].str[:2].to_numpy()).all()
+    period_from = knowledge.declarations["declared_at"].iloc[rows].min()
+    # Seizures abroad, reports naming no declaration and pre-period seizures stay known to all.
+    known = seizures.loc[~seizures["seizure_id"].isin(withheld["seizure_id"])]
+    assert known["declaration_id"].isna().any()
+    assert (known["country"].astype(str) != "IN").any()
+    everything = _knowledge(tables, config.model_copy(update={"seizure_knowledge": "own_inspections"}))
+    assert len(everything.withheld) > len(withheld)
+    assert set(withheld["seizure_id"]) <= set(everything.withheld["seizure_id"])
+    assert (declarations.iloc[everything.withheld_row]["declared_at"] >= period_from).all()
+    nothing = _knowledge(tables, config.model_copy(update={"seizure_knowledge": "all"}))
+    assert not nothing.withholds_anything
+
+
+def test_a_strategy_sees_only_the_seizures_its_inspections_found(tables) -> None:
+    from features.history import History
+
+    declarations, seizures = tables
+    config = SimulationConfig(
+        weeks=6, retrain_every_weeks=3, tracking_uri="unused", seizure_knowledge="own_inspections",
+        strategies=("random", "model_only", "oracle"), compare_label_modes_for=(),
+    )  # fmt: skip
+    knowledge = _knowledge(tables, config)
+    full = knowledge.features(
+        History.build(declarations, seizures, knowledge.reference), np.arange(len(declarations))
+    )
+    data = SimulationData.from_tables(declarations, seizures, full, 180)
+    result = simulate(data, config, knowledge=knowledge)
+    assert set(result.period_features) == {"model_only"}  # random and oracle read no features
+    seen = result.period_features["model_only"]
+    period = result.week_index >= 0
+    column = list(data_columns()).index("exporter_prior_seizures")
+    assert not np.isnan(seen[:, column]).any()  # every period row was computed
+    # Never more than the file's view, and strictly less somewhere: uninspected seizures are unknown.
+    assert (seen[:, column] <= data.features[period, column]).all()
+    assert (seen[:, column] < data.features[period, column]).any()
+    # The last week, recomputed from scratch: base seizures + those of the declarations inspected before it.
+    last = result.week_index.max()
+    inspected_before = np.flatnonzero(result.inspected["model_only"] & (result.week_index < last))
+    found = np.isin(knowledge.withheld_row, inspected_before)
+    known = pd.concat([seizures.loc[~seizures["seizure_id"].isin(knowledge.withheld["seizure_id"])],
+                       knowledge.withheld.loc[found]])  # fmt: skip
+    rows = np.flatnonzero(result.week_index == last)
+    expected = knowledge.features(History.build(declarations, known, knowledge.reference), rows)
+    position = np.cumsum(period) - 1
+    np.testing.assert_array_equal(seen[position[rows]], expected.to_numpy(dtype=np.float64))
+
+
+def data_columns():
+    from features.definitions import FEATURE_SET
+
+    return FEATURE_SET.columns
