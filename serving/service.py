@@ -107,6 +107,17 @@ def _as_received(declarations: list[Declaration], ctx: bentoml.Context) -> list[
     return _AS_RECEIVED.dump_python(declarations, mode="json", exclude_none=True)
 
 
+def _utc_or_bound(value: dt.datetime | None) -> dt.datetime | None:
+    """A query time in UTC (naive means UTC); beyond what a datetime holds, the nearest bound."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        return (dt.datetime.max if value.year > 1 else dt.datetime.min).replace(tzinfo=dt.UTC)
+
+
 def _caller(ctx: bentoml.Context) -> str:
     state = ctx.request.scope.get("state") or {}
     return str(state.get("caller", "unknown"))
@@ -316,9 +327,7 @@ class DiversionRiskService:
 
         if self.challengers is None:
             raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
-        since, until = (t if t is None or t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (since, until))
-        if since is not None and until is not None and until <= since:
-            raise HTTPException(status_code=422, detail="until: must be after since")
+        since, until = _utc_or_bound(since), _utc_or_bound(until)  # an empty window is an empty report
         inspected, found, _ = recorded_outcomes(self.settings.history_db)
         report = challenger_report(self.challengers.rows(since, until), inspected, found)
         report["window"] = {
