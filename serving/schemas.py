@@ -314,7 +314,7 @@ class FiredRule(BaseModel):
     version: int = Field(description="version of the rule that fired")
     name: str
     action: Literal["RED", "YELLOW", "FLAG"]
-    mode: Literal["live"] = Field(description="only live rules are answered; shadow hits are audited only")
+    mode: str = Field(description="always `live`: only live rules are answered; shadow hits are audited only")
     watchlist_entries: list[FiredWatchlistEntry] = Field(
         description="the watchlist entries whose membership made the rule fire"
     )
