@@ -271,7 +271,7 @@ class ScoringEngine:
             return None
         try:
             challenger = load_model(settings, version)
-        except ModelLoadError as exc:
+        except Exception as exc:  # whatever the cause, the champion serves alone
             self.challenger_refused[number] = str(exc)
             self.challenger = None
             log.error("refused challenger version %s (champion serves alone): %s", number, exc)
