@@ -22,6 +22,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.definitions import FEATURE_SET, compute_online_features
@@ -64,6 +65,23 @@ def resolve_version(settings: ServiceSettings, client: MlflowClient | None = Non
         raise ModelLoadError(
             f"cannot resolve {settings.model_uri} in {settings.tracking_uri}: {exc}"
         ) from exc
+
+
+def resolve_challenger(settings: ServiceSettings, client: MlflowClient | None = None):
+    """The version the challenger alias names now, or None when the alias is not set.
+
+    Raises `ModelLoadError` when the registry cannot answer (then the current challenger,
+    if any, is kept).
+    """
+    client = client or MlflowClient(settings.tracking_uri)
+    try:
+        return client.get_model_version_by_alias(settings.model_name, settings.challenger_alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None  # no such alias (or no such model): no challenger
+        raise ModelLoadError(f"cannot resolve challenger alias {settings.challenger_alias!r}: {exc}") from exc
+    except Exception as exc:  # registry unreachable
+        raise ModelLoadError(f"cannot resolve challenger alias {settings.challenger_alias!r}: {exc}") from exc
 
 
 def load_model(settings: ServiceSettings, version=None) -> LoadedModel:
@@ -158,6 +176,13 @@ class ScoringEngine:
         self.settings = settings
         #: Versions the alias pointed at that failed verification: {version: reason}.
         self.refused: dict[str, str] = {}
+        #: The `@challenger` version scored in shadow (never answered), or None.
+        self.challenger: LoadedModel | None = None
+        #: Challenger versions that failed to load or verify: {version: reason}.
+        self.challenger_refused: dict[str, str] = {}
+        #: Requests whose shadow scoring or recording failed (the champion answered them anyway).
+        self.challenger_failures = 0
+        self.challenger_last_error: str | None = None
         self._stopping = threading.Event()
         self._follower: threading.Thread | None = None
 
@@ -183,7 +208,9 @@ class ScoringEngine:
             finally:
                 store = history.result()  # raises the history's own error, if any
         engine = cls(model, store, settings)
-        if settings.model_poll_seconds and not settings.model_version:
+        engine.check_challenger()
+        follows_challenger = settings.challenger_shadow
+        if settings.model_poll_seconds and (not settings.model_version or follows_challenger):
             engine.follow_alias(settings.model_poll_seconds)
         return engine
 
@@ -218,12 +245,48 @@ class ScoringEngine:
         log.warning("now serving model %s v%s (was v%s)", model.name, number, previous)
         return number
 
+    def check_challenger(self) -> str | None:
+        """Follow the challenger alias: load and verify a new version, drop it when unset or promoted.
+
+        A challenger that fails to load or verify is refused (listed in `info()`); serving
+        goes on with the champion alone. Returns the challenger version now scored, or None.
+        """
+        settings = self.settings
+        if settings is None or not settings.challenger_shadow:
+            return None
+        try:
+            version = resolve_challenger(settings)
+        except ModelLoadError as exc:
+            log.warning("challenger follower: %s", exc)
+            return self.challenger.version if self.challenger else None
+        number = None if version is None else str(version.version)
+        if number is None or number == self.model.version:
+            if self.challenger is not None:
+                log.warning("challenger v%s no longer scored in shadow", self.challenger.version)
+            self.challenger = None
+            return None
+        if self.challenger is not None and number == self.challenger.version:
+            return number
+        if number in self.challenger_refused:
+            return None
+        try:
+            challenger = load_model(settings, version)
+        except Exception as exc:  # whatever the cause, the champion serves alone
+            self.challenger_refused[number] = str(exc)
+            self.challenger = None
+            log.error("refused challenger version %s (champion serves alone): %s", number, exc)
+            return None
+        self.challenger = challenger
+        log.warning("challenger %s v%s scores in shadow", challenger.name, number)
+        return number
+
     def _follow(self, poll_seconds: float) -> None:
         while not self._stopping.wait(poll_seconds):
-            try:
-                self.check_alias()
-            except Exception as exc:  # never let the follower die; the next round retries
-                log.warning("model follower: %s", exc)
+            for check in (self.check_alias, self.check_challenger):
+                try:
+                    check()
+                except Exception as exc:  # never let the follower die; the next round retries
+                    log.warning("model follower: %s", exc)
 
     def close(self) -> None:
         self._stopping.set()
@@ -247,15 +310,18 @@ class ScoringEngine:
         scored_at: dt.datetime | None = None,
         history: History | None = None,
         model: LoadedModel | None = None,
+        features: pd.DataFrame | None = None,
     ) -> list[dict]:
         """One result dict per declaration, in input order.
 
         Against `history` (default: the store's, with every committed append applied) and
-        `model` (default: the one serving now).
+        `model` (default: the one serving now). `features`: the batch's feature frame when
+        the caller computed it already (`features()`), so rules and the challenger share it.
         """
         model = model or self.model
         columns = columns_of(declarations)
-        features = self.features(columns, history, model)
+        if features is None:
+            features = self.features(columns, history, model)
         contexts = declaration_contexts(columns, model.reference) if explain else None
         batch = model.scorer.score(features, contexts, explain=explain)
         scored_at_text = (scored_at or dt.datetime.now(dt.UTC)).isoformat()
@@ -292,8 +358,23 @@ class ScoringEngine:
             "feature_set": model.scorer.metadata.get("feature_set", {}),
             "test_metrics": model.test_metrics,
             "refused_versions": dict(self.refused),
+            "challenger": self.challenger_info(),
             "history_sequence": self.store.sequence,
             "inspection_policy": json.loads(
                 json.dumps({**policy.__dict__, "mandatory_red_rules": list(policy.mandatory_red_rules)})
             ),
+        }
+
+    def challenger_info(self) -> dict:
+        """What `GET /model` says about the shadow challenger: version, refusals, failures."""
+        challenger = self.challenger
+        settings = self.settings
+        return {
+            "alias": settings.challenger_alias if settings else None,
+            "enabled": bool(settings and settings.challenger_shadow),
+            "version": challenger.version if challenger else None,
+            "run_id": challenger.run_id if challenger else None,
+            "refused_versions": dict(self.challenger_refused),
+            "shadow_failures": self.challenger_failures,
+            "last_error": self.challenger_last_error,
         }

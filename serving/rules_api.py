@@ -77,8 +77,9 @@ def apply_rules(
 ) -> AppliedRules:
     """Apply the rule set to scored `results` in place (channel, `rules`, `rule_set_version`).
 
-    `features`: a callable returning the batch's feature frame, called only when a valid
-    non-built-in rule reads a feature; built-in rules are read from the model's rule hits.
+    `features`: the batch's feature frame, the one the model scored (or a callable returning
+    it), read only when a non-built-in rule reads a feature; built-in rules are read from
+    the model's rule hits.
     """
     rules, _ = rule_set.at(at)
     if any(not r.builtin and reads_features(r.condition) for r in rules):

@@ -302,13 +302,35 @@ class ModelRef(BaseModel):
     version: str
 
 
+class FiredWatchlistEntry(BaseModel):
+    entry_id: str
+    version: int = Field(description="version of the watchlist entry that matched")
+    watchlist: str
+    entity: str = Field(description="exporter, consignee, broker, country, hs_heading or route")
+
+
+class FiredRule(BaseModel):
+    rule_id: str
+    version: int = Field(description="version of the rule that fired")
+    name: str
+    action: Literal["RED", "YELLOW", "FLAG"]
+    mode: str = Field(description="always `live`: only live rules are answered; shadow hits are audited only")
+    watchlist_entries: list[FiredWatchlistEntry] = Field(
+        description="the watchlist entries whose membership made the rule fire"
+    )
+
+
 class DeclarationScore(BaseModel):
     declaration_id: str
     risk_score: float = Field(description="calibrated probability of diversion")
     percentile: float = Field(description="percent of training-period declarations scoring lower")
-    channel: Channel
+    channel: Channel = Field(description="inspection channel after targeting rules")
     reasons: list[Reason]
-    rule_hits: list[str]
+    rule_hits: list[str] = Field(description="the model's built-in rules that fired (feature names)")
+    rules: list[FiredRule] = Field(
+        description="live targeting rules (with the watchlist entries involved) that fired, with versions"
+    )
+    rule_set_version: int = Field(description="version of the targeting rule set the decision was made under")
     model: ModelRef
     scored_at: dt.datetime
 
@@ -329,6 +351,16 @@ class HistoryAck(BaseModel):
     )
 
 
+class ChallengerInfo(BaseModel):
+    alias: str | None
+    enabled: bool
+    version: str | None = Field(description="challenger version scored in shadow now; None: none")
+    run_id: str | None
+    refused_versions: dict[str, str] = Field(description="challenger versions that failed to load or verify")
+    shadow_failures: int = Field(description="requests whose shadow scoring or recording failed")
+    last_error: str | None
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -341,3 +373,6 @@ class ModelInfo(BaseModel):
         default_factory=dict, description="versions the alias named that failed verification, with the reason"
     )
     history_sequence: int = 0
+    challenger: ChallengerInfo | None = Field(
+        None, description="the @challenger version scored in shadow (never answered), refusals, failures"
+    )

@@ -37,6 +37,7 @@ from starlette.responses import Response  # noqa: E402
 from features.definitions import FEATURE_SET  # noqa: E402
 from serving.audit import AuditStore, DecisionBatch  # noqa: E402
 from serving.auth import AuthConfigError, AuthMiddleware, TokenRegistry, demo_mode_from_env  # noqa: E402
+from serving.challenger import ChallengerStore  # noqa: E402
 from serving.frames import declaration_columns  # noqa: E402
 from serving.history_store import UnknownDeclarationError  # noqa: E402
 from serving.limits import ConcurrencyLimit, Saturated, install_header_timeout  # noqa: E402
@@ -106,6 +107,17 @@ def _as_received(declarations: list[Declaration], ctx: bentoml.Context) -> list[
     return _AS_RECEIVED.dump_python(declarations, mode="json", exclude_none=True)
 
 
+def _utc_or_bound(value: dt.datetime | None) -> dt.datetime | None:
+    """A query time in UTC (naive means UTC); beyond what a datetime holds, the nearest bound."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        return (dt.datetime.max if value.year > 1 else dt.datetime.min).replace(tzinfo=dt.UTC)
+
+
 def _caller(ctx: bentoml.Context) -> str:
     state = ctx.request.scope.get("state") or {}
     return str(state.get("caller", "unknown"))
@@ -126,10 +138,12 @@ class DiversionRiskService:
         self.engine: ScoringEngine | None = None
         self.audit: AuditStore | None = None
         self.rules: RulesStore | None = None
+        self.challengers = None
         self.load_error: str | None = None
         self.replays = ConcurrencyLimit(self.settings.replay_concurrency)
         try:
             self.audit = AuditStore(self.settings.audit_db, schema=self.settings.audit_schema)
+            self.challengers = ChallengerStore(self.audit)
             self.engine = ScoringEngine.open(self.settings)
             self.rules = RulesStore(
                 self.settings.rules_db, self.engine.model.scorer.policy.mandatory_red_rules
@@ -165,11 +179,17 @@ class DiversionRiskService:
         engine = self._engine()
         request_id = uuid.uuid4().hex
         model = engine.model  # read once: the alias may move while this request runs
+        challenger = engine.challenger  # likewise; None when no challenger is scored in shadow
         view = engine.store.current()  # every append committed before now is applied
         scored_at = dt.datetime.now(dt.UTC)
         columns = declaration_columns(declarations)
-        results = engine.score(columns, scored_at=scored_at, history=view.history, model=model)
-        applied = self._apply_rules(engine, columns, results, scored_at, view.history, model)
+        # Features once per request: the champion, the rules and the challenger read the same frame.
+        features = engine.features(columns, view.history, model)
+        results = engine.score(
+            columns, scored_at=scored_at, history=view.history, model=model, features=features
+        )
+        shadow = self._score_challenger(engine, challenger, model, features, results)  # before rules
+        applied = self._apply_rules(columns, results, scored_at, features)
 
         # The audit rows in their stored form, built once: each declaration as received is
         # encoded once (canonical JSON), and that text is both stored and hashed.
@@ -190,19 +210,44 @@ class DiversionRiskService:
             rule_set_version=applied.rule_set_version,
         )
         self.audit.record(batch)  # committed before the response exists
+        if shadow is not None:
+            self._record_challenger(engine, shadow, request_id, scored_at, view.sequence)
         return Response(  # type: ignore[return-value]
             orjson.dumps({"request_id": request_id, "history_sequence": view.sequence, "scores": results}),
             media_type="application/json",
         )
 
-    def _apply_rules(self, engine, columns, results, scored_at, history, model):
-        """Targeting rules over the model's results (in place); features recomputed only if a rule reads one."""
+    def _apply_rules(self, columns, results, scored_at, features):
+        """Targeting rules over the model's results (in place), reading the request's feature frame."""
         from serving.rules_api import apply_rules
 
         rule_set = self.rules.compiled()  # one indexed max(version) read; recompiled when it moved
-        return apply_rules(
-            rule_set, columns, results, scored_at, features=lambda: engine.features(columns, history, model)
-        )
+        return apply_rules(rule_set, columns, results, scored_at, features=features)
+
+    def _score_challenger(self, engine, challenger, model, features, results):
+        """The challenger's scores of the same rows, or None; a failure is logged and counted, never raised."""
+        if challenger is None:
+            return None
+        from serving.challenger import score_in_shadow
+
+        try:
+            return score_in_shadow(challenger, model, features, results)
+        except Exception as exc:  # shadow scoring never fails a request
+            self._challenger_failed(engine, "scoring", challenger, exc)
+            return None
+
+    def _record_challenger(self, engine, shadow, request_id, scored_at, history_seq) -> None:
+        try:
+            self.challengers.record(shadow, request_id, scored_at, history_seq)
+        except Exception as exc:  # the decision is recorded and answered; only the shadow row is lost
+            self._challenger_failed(engine, "recording", shadow, exc)
+
+    @staticmethod
+    def _challenger_failed(engine, what: str, challenger, exc: Exception) -> None:
+        version = getattr(challenger, "version", None) or getattr(challenger, "challenger_version", "?")
+        engine.challenger_failures += 1
+        engine.challenger_last_error = f"{what} challenger v{version}: {type(exc).__name__}: {exc}"
+        log.exception("shadow %s of challenger v%s failed; the champion answered", what, version)
 
     @bentoml.api(route="/history/declarations")
     def history_declarations(
@@ -271,6 +316,25 @@ class DiversionRiskService:
                 status_code=404, detail=f"no decision recorded for declaration {declaration_id[:64]!r}"
             )
         return [{**d.__dict__, "scored_at": d.scored_at.isoformat()} for d in decisions]
+
+    @info_app.get("/audit/challenger-report")
+    def audit_challenger_report(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> dict:
+        """The shadow challenger against the champion on the same recorded declarations (auditor)."""
+        from serving.challenger import challenger_report
+        from serving.rules_api import recorded_outcomes
+
+        if self.challengers is None:
+            raise HTTPException(status_code=503, detail=f"service not ready: {self.load_error}")
+        since, until = _utc_or_bound(since), _utc_or_bound(until)  # an empty window is an empty report
+        inspected, found, _ = recorded_outcomes(self.settings.history_db)
+        report = challenger_report(self.challengers.rows(since, until), inspected, found)
+        report["window"] = {
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+        }
+        return report
 
     @info_app.get("/audit/replay/{declaration_id}")
     def audit_replay(self, declaration_id: str) -> list[dict]:

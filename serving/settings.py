@@ -19,6 +19,14 @@ class ServiceSettings(BaseModel):
     model_name: str = "diversion-risk"
     model_alias: str = "champion"
     model_version: str | None = Field(None, description="pin a registered version instead of the alias")
+    challenger_alias: str = Field(
+        "challenger",
+        min_length=1,
+        description="alias of the model version scored in shadow beside the champion",
+    )
+    challenger_shadow: bool = Field(
+        True, description="score the challenger alias in shadow when it exists (false: never load it)"
+    )
     history_declarations: Path = Path("data/synthetic/declarations.parquet")
     history_seizures: Path = Path("data/synthetic/seizures.parquet")
     history_db: str = "sqlite:///outputs/service/history.db"

@@ -28,6 +28,7 @@ PROTECTED_ROLES = {
     "/outcomes": "analyst",
     "/audit/decisions/{declaration_id}": "auditor",
     "/audit/replay/{declaration_id}": "auditor",
+    "/audit/challenger-report": "auditor",
     "/model": None,
     "/metrics": "monitor",
 }
@@ -171,6 +172,11 @@ def test_served_document_is_openapi_3_0_and_documents_tokens_and_every_error_ans
         assert {"413", "415", "422", "503"} <= set(operation["responses"]), path
     assert "409" in document["paths"]["/score"]["post"]["responses"]
     assert {"404", "503"} <= set(document["paths"]["/audit/decisions/{declaration_id}"]["get"]["responses"])
+    # what /score answers about targeting rules is documented (schemathesis checks answers against it)
+    scored = document["components"]["schemas"]["DeclarationScore"]
+    assert {"rules", "rule_set_version"} <= set(scored["required"])
+    fired = document["components"]["schemas"]["FiredRule"]["properties"]
+    assert {"rule_id", "version", "action", "watchlist_entries"} <= set(fired)
     country = document["components"]["schemas"]["Declaration"]["properties"]["consignee_country"]
     assert "NG" in country["enum"] and "00" not in country["enum"]
 
