@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 #: Kinds of history: the generator's default, its drift option, and generator presets by name.
@@ -48,7 +47,7 @@ class RobustnessSettings:
     seeds: tuple[int, ...] = (1, 2, 3)
     rows: int = 100_000
     years: float = 3.0
-    trials: int = 8
+    trials: int = 6
     ablation: bool = False
     out: Path | None = Path("outputs/robustness")
 
@@ -79,7 +78,11 @@ class RobustnessReport:
             ["kind", "variant"], sort=False
         ):
             paired = part.set_index(["kind", "seed"])
-            row: dict[str, object] = {"kind": kind, "family": variant.removeprefix("without "), "seeds": len(part)}
+            row: dict[str, object] = {
+                "kind": kind,
+                "family": variant.removeprefix("without "),
+                "seeds": len(part),
+            }
             for _, metric in SHOWN:
                 gain = full.loc[paired.index, metric] - paired[metric]
                 row[f"{metric}_mean"] = float(gain.mean())
@@ -101,7 +104,10 @@ class RobustnessReport:
         gains = self.family_gains()
         if not gains.empty:
             lines += ["### Feature-family ablation: gain of each family (all features minus without it)", ""]
-            lines += ["| kind | family | " + " | ".join(t for t, _ in SHOWN) + " |", "|---" * (len(SHOWN) + 2) + "|"]
+            lines += [
+                "| kind | family | " + " | ".join(t for t, _ in SHOWN) + " |",
+                "|---" * (len(SHOWN) + 2) + "|",
+            ]
             for _, row in gains.iterrows():
                 cells = [f"{row[f'{m}_mean']:+.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN]
                 lines.append(f"| {row['kind']} | {row['family']} | " + " | ".join(cells) + " |")
@@ -131,7 +137,10 @@ def feature_families(feature_set=None) -> dict[str, tuple[str, ...]]:
     else:
         for column in feature_set.columns:
             families.setdefault(_family_from_name(column), []).append(column)
-    return {family: tuple(c for c in feature_set.columns if c in set(columns)) for family, columns in families.items()}
+    return {
+        family: tuple(c for c in feature_set.columns if c in set(columns))
+        for family, columns in families.items()
+    }
 
 
 def _family_from_name(column: str) -> str:
@@ -173,7 +182,9 @@ def evaluate_history(
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_history(out_dir=folder, rows=settings.rows, years=settings.years, seed=seed, fmt="parquet", **options)
+        write_history(
+            out_dir=folder, rows=settings.rows, years=settings.years, seed=seed, fmt="parquet", **options
+        )
         tables = load_contract_tables(folder / "declarations.parquet", folder / "seizures.parquet")
     declarations, seizures = tables.declarations, tables.seizures
     features = build_features(declarations, seizures, load_reference())
@@ -250,7 +261,9 @@ def print_report(report: RobustnessReport) -> None:
             for title, _ in SHOWN:
                 table.add_column(title, justify="right")
             for _, row in part.iterrows():
-                table.add_row(row["method"], *(f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN))
+                table.add_row(
+                    row["method"], *(f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN)
+                )
             console.print(table)
         gains = report.family_gains()
         if not gains.empty:
@@ -261,7 +274,9 @@ def print_report(report: RobustnessReport) -> None:
                 table.add_column(title, justify="right")
             for _, row in gains.iterrows():
                 table.add_row(
-                    row["kind"], row["family"], *(f"{row[f'{m}_mean']:+.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN)
+                    row["kind"],
+                    row["family"],
+                    *(f"{row[f'{m}_mean']:+.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN),
                 )
             console.print(table)
     for kind, why in report.skipped.items():
@@ -274,14 +289,18 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m benchmarks.robustness`: mean ± std over seeds and kinds of history (and ablation)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.robustness", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.robustness", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help="comma-separated kinds of history")
     parser.add_argument("--seeds", type=int, default=3, help="generator seeds 1..N")
     parser.add_argument("--rows", type=int, default=100_000, help="declarations per history")
     parser.add_argument("--years", type=float, default=3.0, help="years per history")
-    parser.add_argument("--trials", type=int, default=8, help="search trials per fit (as make train)")
+    parser.add_argument("--trials", type=int, default=6, help="search trials per fit (as make train)")
     parser.add_argument("--ablation", action="store_true", help="also drop one feature family at a time")
-    parser.add_argument("--out", type=Path, default=Path("outputs/robustness"), help="records.csv, robustness.md")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/robustness"), help="records.csv, robustness.md"
+    )
     args = parser.parse_args(argv)
     settings = RobustnessSettings(
         kinds=_csv(args.kinds),

@@ -22,7 +22,7 @@ class BoosterParams:
     bagging_freq: int = 1
     lambda_l2: float = 1.0
     max_rounds: int = 600
-    early_stopping_rounds: int = 100
+    early_stopping_rounds: int = 50
     # Early stopping watches the ranking customs uses (average precision on the validation
     # window), not log-loss: with class weights the log-loss worsens long before the ranking.
     metric: str = "average_precision"

@@ -81,7 +81,7 @@ def train(
         None, help="Stop when more than this share of a table's rows is rejected (default 0.01)."
     ),
     trials: int | None = typer.Option(
-        None, help="Fits in the seeded hyperparameter search on the validation window (default 8)."
+        None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
     ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
@@ -121,7 +121,7 @@ def backtest(
         None, help="TOML file with training settings (see training/config.py), as for train."
     ),
     trials: int | None = typer.Option(
-        None, help="Fits in the seeded hyperparameter search on the validation window (default 8)."
+        None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
     ),
 ) -> None:
     """Train as of --train-until and score [--test-from, --test-to) with point-in-time features."""

@@ -42,7 +42,7 @@ class TrainingConfig(BaseModel):
 
     seed: int = 42
     trials: int = Field(
-        8,
+        6,
         ge=1,
         description="fits in the hyperparameter search on the validation window (1 = today's settings only; "
         "2 = also without class weighting; more = seeded TPE proposals)",

@@ -123,7 +123,10 @@ def print_search(result: FitResult) -> None:
         return
     table = Table(title="search: validation window (the test window is not used to choose)")
     shown = ["trial", *TUNED, "best_iteration"]
-    metrics = ["validation_average_precision", *(f"validation_recall_at_{rate_label(r)}" for r in SEARCH_RATES)]
+    metrics = [
+        "validation_average_precision",
+        *(f"validation_recall_at_{rate_label(r)}" for r in SEARCH_RATES),
+    ]
     for column in shown + metrics:
         table.add_column(column.replace("validation_", "val ").replace("_", " "), justify="right")
     for _, row in result.search.trials.iterrows():
@@ -163,7 +166,9 @@ def log_search(result: FitResult, experiment_id: str) -> None:
             mlflow.log_metrics(
                 {k: float(row[k]) for k in row.index if k.startswith("validation_") or k == "seconds"}
             )
-            mlflow.set_tags({"search.trial": str(int(row["trial"])), "search.chosen": str(bool(row["chosen"]))})
+            mlflow.set_tags(
+                {"search.trial": str(int(row["trial"])), "search.chosen": str(bool(row["chosen"]))}
+            )
 
 
 def print_comparison(result: FitResult) -> None:
