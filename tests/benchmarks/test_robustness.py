@@ -27,6 +27,7 @@ def test_harness_runs_on_a_tiny_history_with_ablation(tmp_path) -> None:
         trials=1,
         ablation=True,
         out=tmp_path,
+        booster={"max_rounds": 40},  # fast: the harness's plumbing, not the model, is under test
     )
     said: list[str] = []
     report = evaluate_robustness(settings, say=said.append)

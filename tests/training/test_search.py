@@ -28,7 +28,7 @@ def _fit(declarations, seizures, features, seed: int = 42):
     from training.backtest import default_windows, fit_and_evaluate
     from training.config import TrainingConfig
 
-    config = TrainingConfig(trials=TRIALS, seed=seed)
+    config = TrainingConfig(trials=TRIALS, seed=seed, booster={"max_rounds": 60})  # fast: small fits
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
