@@ -354,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=6, help="search trials per fit (as make train)")
     parser.add_argument("--ablation", action="store_true", help="also drop one feature family at a time")
     parser.add_argument(
+        "--bagging", type=int, default=0, help="N > 1: validation AP of N seeds averaged against one seed"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("outputs/robustness"), help="records.csv, robustness.md"
     )
     args = parser.parse_args(argv)
