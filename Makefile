@@ -19,6 +19,10 @@ WORKERS ?= 1
 TRAIN_UNTIL ?= 2024-03-01
 TEST_FROM ?= 2024-03-01
 TEST_TO ?= 2024-07-01
+TRIALS ?=
+ROBUSTNESS_SEEDS ?= 3
+ROBUSTNESS_ROWS ?= 100000
+ROBUSTNESS_KINDS ?= default,drift,adversarial
 # The product's packages and the harness beside them (benchmarks, reliability, tests).
 LINT_PATHS := features models training serving benchmarks reliability tests
 
@@ -35,7 +39,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 .PHONY: help
 help: ## List every target with one line
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
 setup: $(STAMP) ## Create .venv from pyproject.toml + requirements.lock
@@ -69,8 +73,13 @@ $(DECLARATIONS) $(SEIZURES):
 	$(MAKE) data
 
 .PHONY: train
-train: $(STAMP) $(DECLARATIONS) ## Fit, evaluate against baselines, log to MLflow, register, promote (@champion)
-	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
+train: $(STAMP) $(DECLARATIONS) ## Search (TRIALS) and fit on validation, evaluate against baselines, log to MLflow, register, promote
+	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS)) $(if $(TRIALS),--trials $(TRIALS))
+
+.PHONY: evaluate-robustness
+evaluate-robustness: $(STAMP) ## Model vs baselines over seeds and kinds of history, mean ± std (ROBUSTNESS_*, TRIALS; ABLATION=1)
+	$(BIN)/python -m benchmarks.robustness --seeds $(ROBUSTNESS_SEEDS) --rows $(ROBUSTNESS_ROWS) --kinds $(ROBUSTNESS_KINDS) \
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(ABLATION),--ablation) --out $(OUT)/robustness
 
 .PHONY: backtest
 backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)

@@ -285,7 +285,12 @@ def latest_run(tracking_uri: str):
 
     client = MlflowClient(tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)[0]
+    return client.search_runs(
+        experiments,
+        filter_string="tags.mlflow.runName LIKE 'train-%'",  # the training run, not a search trial's child run
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
 
 
 def rejects_artifact(tracking_uri: str, run_id: str, folder: Path) -> pd.DataFrame | None:

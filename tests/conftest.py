@@ -36,6 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, small_history: Path):
         seizures=small_history / "seizures.parquet",
         output_dir=folder / "outputs",
         tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        trials=3,  # a small search: two enqueued settings and one seeded proposal
     )
     # Artifacts beside the store, not in ./mlruns of whatever directory pytest runs in.
     MlflowClient(config.tracking_uri).create_experiment(

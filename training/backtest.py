@@ -13,11 +13,12 @@ from features.definitions import FEATURE_SET, MONOTONE, compute_features
 from features.history import History
 from features.reference import ReferenceTables
 from models.baselines import logistic_regression, random_scores, red_flag_scores
-from models.estimator import PlattCalibration, fit_booster
+from models.estimator import PlattCalibration
 from models.scorer import DiversionScorer, InspectionPolicy
 from training.config import TrainingConfig
 from training.evaluation import evaluate_scores
 from training.labels import Labels, Windows, declaration_labels, fit_windows, inspected_before
+from training.search import SearchResult, search_booster
 
 #: Quantiles of training-period scores kept with the model for score percentiles.
 _PERCENTILE_POINTS = 1001
@@ -38,6 +39,7 @@ class FitResult:
     baselines: dict[str, dict[str, float]]
     baseline_scores: dict[str, np.ndarray] = field(default_factory=dict)
     validation_metrics: dict[str, float] = field(default_factory=dict)
+    search: SearchResult | None = None
 
 
 def build_features(
@@ -57,8 +59,13 @@ def fit_and_evaluate(
     test_from: pd.Timestamp,
     test_to: pd.Timestamp,
     inspections: pd.DataFrame | None = None,
+    columns: tuple[str, ...] | None = None,
+    progress=None,
 ) -> FitResult:
     """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
+
+    The booster is chosen by `training.search` on the validation window (`config.trials`
+    fits); `columns` restricts the model to part of the feature set (ablations).
 
     With an inspections table: inspections that found a seizure are positives; declarations
     with neither a seizure nor an inspection on record are unknown rather than clean, and
@@ -83,18 +90,24 @@ def fit_and_evaluate(
     _require_both_classes(known.diverted[train_mask], "training")
     _require_both_classes(known.diverted[validation_mask], "validation")
 
-    columns = list(FEATURE_SET.columns)
+    columns = list(columns or FEATURE_SET.columns)
+    categorical = tuple(c for c in FEATURE_SET.categorical if c in columns)
     x_train, x_validation = features.loc[train_mask, columns], features.loc[validation_mask, columns]
     y_train, y_validation = known.diverted[train_mask], known.diverted[validation_mask]
-    booster = fit_booster(
+    search = search_booster(
         x_train,
         y_train,
         x_validation,
         y_validation,
-        FEATURE_SET.categorical,
+        categorical,
         config.booster_params(monotone=[MONOTONE.get(c, 0) for c in columns]),
+        trials=config.trials,
+        seed=config.seed,
         train_weights=None if weights is None else weights[train_mask],
+        search_rows=config.search_rows,
+        progress=progress,
     )
+    booster = search.booster
     raw_validation = booster.predict(x_validation.to_numpy(dtype=np.float64), raw_score=True)
     calibration = PlattCalibration.fit(raw_validation, y_validation)
     validation_scores = calibration(raw_validation)
@@ -114,6 +127,7 @@ def fit_and_evaluate(
         metadata={
             "feature_set": {"name": FEATURE_SET.name, "version": FEATURE_SET.version},
             "best_iteration": int(booster.best_iteration or booster.num_trees()),
+            "search": {"trials": config.trials, "chosen_trial": search.chosen_trial},
             "label_window_days": config.label_window_days,
             "windows": windows.as_dict(),
         },
@@ -132,10 +146,10 @@ def fit_and_evaluate(
 
     baseline_scores = {
         "random": random_scores(int(test_mask.sum()), config.seed),
-        "red_flag_rules": red_flag_scores(x_test),
+        "red_flag_rules": red_flag_scores(features.loc[test_mask, list(FEATURE_SET.columns)]),
     }
-    numeric = tuple(c for c in columns if c not in FEATURE_SET.categorical)
-    logistic = logistic_regression(FEATURE_SET.categorical, numeric, config.seed).fit(x_train, y_train)
+    numeric = tuple(c for c in columns if c not in categorical)
+    logistic = logistic_regression(categorical, numeric, config.seed).fit(x_train, y_train)
     baseline_scores["logistic_regression"] = logistic.predict_proba(x_test)[:, 1]
     baselines = {
         name: evaluate_scores(scores, test_labels.diverted, test_labels.seized_kg)
@@ -153,6 +167,7 @@ def fit_and_evaluate(
         baselines=baselines,
         baseline_scores=baseline_scores,
         validation_metrics=validation_metrics,
+        search=search,
     )
 
 

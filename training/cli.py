@@ -80,6 +80,9 @@ def train(
     max_reject_share: float | None = typer.Option(
         None, help="Stop when more than this share of a table's rows is rejected (default 0.01)."
     ),
+    trials: int | None = typer.Option(
+        None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
+    ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
     from features.validation import ContractError
@@ -93,6 +96,7 @@ def train(
         inspections=inspections,
         seed=seed,
         max_reject_share=max_reject_share,
+        trials=trials,
     )
     try:
         run(settings)
@@ -116,6 +120,9 @@ def backtest(
     config: Path | None = typer.Option(
         None, help="TOML file with training settings (see training/config.py), as for train."
     ),
+    trials: int | None = typer.Option(
+        None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
+    ),
 ) -> None:
     """Train as of --train-until and score [--test-from, --test-to) with point-in-time features."""
     import pandas as pd
@@ -126,7 +133,12 @@ def backtest(
     from training.config import TrainingConfig
 
     settings = TrainingConfig.load(
-        config, declarations=declarations, seizures=seizures, seed=seed, max_reject_share=max_reject_share
+        config,
+        declarations=declarations,
+        seizures=seizures,
+        seed=seed,
+        max_reject_share=max_reject_share,
+        trials=trials,
     )
     try:
         bounds = [pd.Timestamp(v) for v in (train_until, test_from, test_to)]

@@ -41,6 +41,18 @@ class TrainingConfig(BaseModel):
     mandatory_red_rules: tuple[str, ...] = ("controlled_without_authorisation",)
 
     seed: int = 42
+    trials: int = Field(
+        6,
+        ge=1,
+        description="fits in the hyperparameter search on the validation window (1 = today's settings only; "
+        "2 = also without class weighting; more = seeded TPE proposals)",
+    )
+    search_rows: int | None = Field(
+        None,
+        gt=0,
+        description="cap on the training rows each search trial sees (the latest); the chosen settings are "
+        "refitted on the whole training window. None = every trial sees all of it",
+    )
     booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
 
     tracking_uri: str = Field(

@@ -25,11 +25,13 @@ from rich.table import Table
 from features.definitions import FEATURE_SET, MONOTONE
 from features.reference import load_reference
 from features.validation import ValidationReport, load_contract_tables
+from models.estimator import BoosterParams
 from models.pyfunc import DiversionRiskModel, directory_digest
 from training import plots
 from training.backtest import FitResult, build_features, default_windows, fit_and_evaluate
 from training.config import TrainingConfig
 from training.evaluation import INSPECTION_RATES, rate_label
+from training.search import SEARCH_RATES, TUNED
 
 log = logging.getLogger(__name__)
 console = Console(width=None if Console().is_terminal else 150)
@@ -74,6 +76,7 @@ def train(config: TrainingConfig) -> TrainOutcome:
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
+    console.print(f"search: {config.trials} trials on the validation window (seed {config.seed})")
     result = fit_and_evaluate(
         declarations,
         seizures,
@@ -83,7 +86,9 @@ def train(config: TrainingConfig) -> TrainOutcome:
         test_from,
         test_to,
         inspections=tables.inspections,
+        progress=lambda text: console.print(f"  {text}"),
     )
+    print_search(result)
     print_comparison(result)
 
     experiment_id = configure_tracking(config.tracking_uri, config.experiment)
@@ -91,6 +96,7 @@ def train(config: TrainingConfig) -> TrainOutcome:
         experiment_id=experiment_id, run_name=f"train-{FEATURE_SET.name}-{FEATURE_SET.version}"
     ) as run:
         _log_run(config, declarations, seizures, features, result, tables.report.summary())
+        log_search(result, experiment_id)
         log_contract_report(tables.report)
         version, digests = _log_and_register(config, result, features)
         alias, reason = promote(config, version, result, features, declarations, seizures)
@@ -103,6 +109,66 @@ def train(config: TrainingConfig) -> TrainOutcome:
         f"registered [bold]{config.registered_model}[/] version {version} as [bold]{alias}[/]: {reason}"
     )
     return TrainOutcome(run.info.run_id, version, alias, result.metrics, result.baselines, reason)
+
+
+def _chosen_params(config: TrainingConfig, result: FitResult) -> BoosterParams:
+    if result.search is not None:
+        return result.search.params
+    return config.booster_params(monotone=[MONOTONE.get(c, 0) for c in FEATURE_SET.columns])
+
+
+def print_search(result: FitResult) -> None:
+    """The search's trials on the validation window, the chosen one marked."""
+    if result.search is None:
+        return
+    table = Table(title="search: validation window (the test window is not used to choose)")
+    shown = ["trial", *TUNED, "best_iteration"]
+    metrics = [
+        "validation_average_precision",
+        *(f"validation_recall_at_{rate_label(r)}" for r in SEARCH_RATES),
+    ]
+    for column in shown + metrics:
+        table.add_column(column.replace("validation_", "val ").replace("_", " "), justify="right")
+    for _, row in result.search.trials.iterrows():
+        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in shown + metrics]
+        if row["chosen"]:
+            cells[0] = f"[bold]{cells[0]} *[/]"
+        table.add_row(*cells)
+    console.print(table)
+
+
+def log_search(result: FitResult, experiment_id: str) -> None:
+    """The search in the active (parent) run: chosen settings as params, the trial table as
+    `search/trials.csv` and `search/trials.md`, and one nested child run per trial with its
+    settings and validation metrics."""
+    search = result.search
+    if search is None:
+        return
+    chosen = search.chosen()
+    mlflow.log_params(
+        {
+            "search.trials": len(search.trials),
+            "search.chosen_trial": search.chosen_trial,
+            "search.objective": "validation average precision",
+            **{f"search.chosen.{name}": chosen[name] for name in TUNED},
+        }
+    )
+    mlflow.log_metrics(
+        {f"search_chosen_{k}": float(v) for k, v in chosen.items() if k.startswith("validation_")}
+    )
+    mlflow.log_text(search.trials.to_csv(index=False), "search/trials.csv")
+    mlflow.log_text(search.markdown(), "search/trials.md")
+    for _, row in search.trials.iterrows():
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"search-trial-{int(row['trial']):03d}", nested=True
+        ):
+            mlflow.log_params({name: row[name] for name in (*TUNED, "best_iteration")})
+            mlflow.log_metrics(
+                {k: float(row[k]) for k in row.index if k.startswith("validation_") or k == "seconds"}
+            )
+            mlflow.set_tags(
+                {"search.trial": str(int(row["trial"])), "search.chosen": str(bool(row["chosen"]))}
+            )
 
 
 def print_comparison(result: FitResult) -> None:
@@ -159,12 +225,8 @@ def _log_run(
     mlflow.log_params(
         {
             **{k: v for k, v in json.loads(config.model_dump_json()).items() if k != "booster"},
-            **{
-                f"booster.{k}": v
-                for k, v in config.booster_params(monotone=[MONOTONE.get(c, 0) for c in FEATURE_SET.columns])
-                .lightgbm()
-                .items()
-            },
+            # the settings the search chose (the config's `booster` overrides are its starting point)
+            **{f"booster.{k}": v for k, v in _chosen_params(config, result).lightgbm().items()},
             "best_iteration": result.scorer.metadata["best_iteration"],
         }
     )
@@ -268,6 +330,13 @@ def evaluation_report(result: FitResult, lineage: dict) -> str:
             for r in INSPECTION_RATES
         )
         lines.append(f"| {name} | {cells} | {metrics['pr_auc']:.3f} |")
+    if result.search is not None:
+        lines += [
+            "",
+            f"## Search on the validation window ({len(result.search.trials)} trials, chosen by average precision)",
+            "",
+            result.search.markdown().rstrip("\n"),
+        ]
     m = result.metrics
     policy = result.scorer.policy
     lines += [

@@ -1,0 +1,83 @@
+"""The robustness harness: kinds × seeds on a tiny history, mean ± std, ablation by feature family."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.robustness import (
+    ALL_FEATURES,
+    METHODS,
+    RobustnessSettings,
+    evaluate_robustness,
+    feature_families,
+    generator_options,
+)
+from features.definitions import FEATURE_SET
+
+
+def test_harness_runs_on_a_tiny_history_with_ablation(tmp_path) -> None:
+    settings = RobustnessSettings(
+        kinds=("default", "no-such-preset"),
+        seeds=(1, 2),
+        rows=20_000,
+        years=2.0,
+        trials=1,
+        ablation=True,
+        out=tmp_path,
+        booster={"max_rounds": 40},  # fast: the harness's plumbing, not the model, is under test
+    )
+    said: list[str] = []
+    report = evaluate_robustness(settings, say=said.append)
+    families = feature_families()
+    records = report.records
+    assert set(records["kind"]) == {"default"} and set(records["seed"]) == {1, 2}
+    full = records.loc[records["variant"] == ALL_FEATURES]
+    assert len(full) == 2 * len(METHODS)
+    assert len(records) - len(full) == 2 * len(families)  # the model once per dropped family and seed
+
+    summary = report.summary()
+    shown = summary.loc[summary["variant"] == ALL_FEATURES]
+    assert list(shown["method"]) == list(METHODS) and (shown["seeds"] == 2).all()
+    model = full.loc[full["method"] == "lightgbm", "precision_at_2pct"]
+    row = shown.loc[shown["method"] == "lightgbm"].iloc[0]
+    assert row["precision_at_2pct_mean"] == np.mean(model)
+    assert row["precision_at_2pct_std"] == np.std(model, ddof=1)
+
+    gains = report.family_gains()
+    assert set(gains["family"]) == set(families)
+    assert np.isfinite(gains["recall_at_5pct_mean"]).all()
+
+    if "preset" not in inspect.signature(__import__("training.synthetic").synthetic.write_history).parameters:
+        assert "no-such-preset" in report.skipped
+        assert any("skipping kind 'no-such-preset'" in line for line in said)
+    text = (tmp_path / "robustness.md").read_text()
+    assert "### default (2 seeds)" in text and " ± " in text and "ablation" in text
+    assert (tmp_path / "records.csv").exists()
+
+
+def test_kinds_map_to_generator_options() -> None:
+    def with_preset(out_dir, rows, years, seed, fmt, drift=False, preset=None): ...
+
+    def without_preset(out_dir, rows, years, seed, fmt, drift=False): ...
+
+    assert generator_options("default", without_preset) == ({}, "")
+    assert generator_options("drift", without_preset) == ({"drift": True}, "")
+    assert generator_options("adversarial", with_preset) == ({"preset": "adversarial"}, "")
+    options, why = generator_options("adversarial", without_preset)
+    assert options is None and "adversarial" in why
+
+
+def test_feature_families_cover_every_column_once() -> None:
+    families = feature_families()
+    columns = [c for cols in families.values() for c in cols]
+    assert sorted(columns) == sorted(FEATURE_SET.columns) and len(families) >= 3
+
+    @dataclass(frozen=True)
+    class WithFamilies:
+        columns: tuple[str, ...] = ("a", "b", "c")
+        families: tuple = (("network", ("a", "c")), ("shipment", ("b",)))
+
+    assert feature_families(WithFamilies()) == {"network": ("a", "c"), "shipment": ("b",)}
