@@ -87,6 +87,7 @@ _DESCRIPTIONS: dict[str, str] = {
     # network: who the exporter, consignee and broker trade with
     "exporter_implicated_consignees": "the exporter's earlier consignees implicated in a seizure (with any exporter) known before filing",
     "exporter_implicated_consignee_share": "share of the exporter's earlier consignees implicated in a seizure with any exporter",
+    "exporter_shared_consignees": "the exporter's earlier consignees that also received from another exporter implicated in a seizure",
     "consignee_implicated_exporters": "exporters that shipped to the consignee before and were implicated in a seizure known before filing",
     "consignee_new_exporters_90d": "exporters that started shipping to the consignee in the last 90 days (company shopping)",
     "broker_implicated_exporters": "other exporters of the customs broker implicated in a seizure known before filing",
@@ -125,6 +126,7 @@ MONOTONE: dict[str, int] = {
     # more implicated neighbours never make a declaration look safer
     "exporter_implicated_consignees": 1,
     "exporter_implicated_consignee_share": 1,
+    "exporter_shared_consignees": 1,
     "consignee_implicated_exporters": 1,
     "broker_implicated_exporters": 1,
     "broker_exporter_seizure_rate": 1,
@@ -161,6 +163,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "network": (
         "exporter_implicated_consignees",
         "exporter_implicated_consignee_share",
+        "exporter_shared_consignees",
         "consignee_implicated_exporters",
         "consignee_new_exporters_90d",
         "broker_implicated_exporters",
@@ -356,6 +359,7 @@ def compute_features(
         ),
         "exporter_implicated_consignees": implicated_consignees,
         "exporter_implicated_consignee_share": implicated_consignee_share,
+        "exporter_shared_consignees": query.count("exporter_shared_consignees"),
         "consignee_implicated_exporters": query.count("consignee_implicated_exporters"),
         "consignee_new_exporters_90d": new_exporters.window_counts[SHOPPING_DAYS],
         "broker_implicated_exporters": broker_other_implicated,

@@ -332,6 +332,7 @@ INDEX_KINDS: dict[str, str] = {
     "consignee_implicated_exporters": "consignee",
     "broker_implicated_exporters": "broker",
     "global_implicated_exporters": "global",
+    "exporter_shared_consignees": "exporter",
 }
 
 
@@ -644,12 +645,15 @@ def _build_segment(
     implications = {
         spec.index: _implication_events(spec, relations, first_seized, prior) for spec in _IMPLICATIONS
     }
-    for spec in _IMPLICATIONS:
-        entity_keys = implications[spec.index][0]
-        vocabulary = vocabularies[spec.entity_kind]
+    implications[_SHARED_CONSIGNEES] = _shared_consignee_events(
+        relations["pair"], first_seized["exporter"], prior
+    )
+    for index_name, entity_kind in _TWO_HOP_KINDS.items():
+        entity_keys = implications[index_name][0]
+        vocabulary = vocabularies[entity_kind]
         unseen = pd.unique(entity_keys[vocabulary.get_indexer(pd.Index(entity_keys, dtype=object)) < 0])
         if len(unseen):
-            vocabularies[spec.entity_kind] = vocabulary.append(pd.Index(unseen, dtype=object))
+            vocabularies[entity_kind] = vocabulary.append(pd.Index(unseen, dtype=object))
     first_seen = {
         kind: np.concatenate(
             [earliest, np.full(len(vocabularies[kind]) - len(earliest), _NEVER, dtype=np.int64)]
@@ -708,11 +712,11 @@ def _build_segment(
         rows, seconds, weights, _ = sightings[kind]
         for index_name, entity in targets:
             indexes[index_name] = build(entity, codes[entity][rows], seconds, weights=weights)
-    for spec in _IMPLICATIONS:
-        entity_keys, seconds, weights = implications[spec.index]
-        indexes[spec.index] = build(
-            spec.entity_kind,
-            vocabularies[spec.entity_kind].get_indexer(pd.Index(entity_keys, dtype=object)),
+    for index_name, entity_kind in _TWO_HOP_KINDS.items():
+        entity_keys, seconds, weights = implications[index_name]
+        indexes[index_name] = build(
+            entity_kind,
+            vocabularies[entity_kind].get_indexer(pd.Index(entity_keys, dtype=object)),
             seconds,
             weights=weights,
         )
@@ -790,6 +794,15 @@ _IMPLICATIONS = (
     Implication("broker_implicated_exporters", "broker_exporter", "a", "broker", "exporter"),
     Implication("global_implicated_exporters", "exporter", "a", "global", "exporter"),
 )
+
+
+#: Consignees of the exporter that received from another, implicated exporter (`_shared_consignee_events`).
+_SHARED_CONSIGNEES = "exporter_shared_consignees"
+#: Index name -> entity kind of every two-hop index.
+_TWO_HOP_KINDS: dict[str, str] = {
+    **{spec.index: spec.entity_kind for spec in _IMPLICATIONS},
+    _SHARED_CONSIGNEES: "exporter",
+}
 
 
 def _relation_table(
@@ -908,3 +921,76 @@ def _implication_events(
 
 
 _NO_EVENTS = KeyedEvents.build(np.array([], dtype=object), np.array([], dtype=np.int64))
+
+
+def _shared_consignee_events(
+    own: pd.DataFrame, seized: pd.Series, prior: History | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed events of "the exporter's consignees that received from another implicated exporter".
+
+    For an exporter e and a consignee C it shipped to, the event sits at the later of e's
+    first shipment to C and the earliest second at which some *other* exporter e' had
+    shipped to C and had a seizure on record: min over e' != e of max(first sighting of
+    (e', C), earliest seizure of e'). Per consignee the two smallest such seconds (and whose
+    the smallest is) give every exporter's value. A segment recomputes, old (prior
+    segments) and new (with this one), the pairs of the consignees whose value it can move:
+    those it sees, and those of the exporters it implicates earlier than before; it emits
+    the differences (+1 new, -1 old), as `_implication_events` does.
+    """
+    affected = own["b"].to_numpy(dtype=object)
+    tables = [own.assign(prior=False)]
+    if prior is not None:
+        if len(seized):
+            earlier = _prior_earliest_seized(prior, "exporter", seized.index.to_numpy())
+            moved = seized.index[seized.to_numpy() < earlier].to_numpy()
+            if len(moved):
+                affected = np.concatenate(
+                    [
+                        affected,
+                        *[s.relations_with("pair", "a", moved)["b"].to_numpy() for s in prior.segments],
+                    ]
+                )
+        affected = pd.unique(affected)
+        tables += [s.relations_with("pair", "b", affected).assign(prior=True) for s in prior.segments]
+    rows = pd.concat(tables, ignore_index=True)
+    if not len(rows):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows["first_old"] = np.where(rows["prior"].to_numpy(dtype=bool), rows["first"].to_numpy(np.int64), _NEVER)
+    pairs = rows.groupby("key", sort=False).agg(
+        a=("a", "first"), b=("b", "first"), first_old=("first_old", "min"), first_new=("first", "min")
+    )
+    exporters = pairs["a"].to_numpy(dtype=object)
+    seized_old = _prior_earliest_seized(prior, "exporter", exporters)
+    seized_new = np.minimum(seized_old, _seconds_of(seized.index, seized.to_numpy(), exporters))
+    consignees = pairs["b"].to_numpy(dtype=object)
+    old = _excluding_own(consignees, exporters, pairs["first_old"].to_numpy(np.int64), seized_old)
+    new = _excluding_own(consignees, exporters, pairs["first_new"].to_numpy(np.int64), seized_new)
+    changed = old != new
+    placed = changed & (new != _NEVER)
+    retracted = changed & (old != _NEVER)
+    return (
+        np.concatenate([exporters[placed], exporters[retracted]]),
+        np.concatenate([new[placed], old[retracted]]),
+        np.concatenate([np.ones(placed.sum()), -np.ones(retracted.sum())]),
+    )
+
+
+def _excluding_own(
+    consignees: np.ndarray, exporters: np.ndarray, first: np.ndarray, seized: np.ndarray
+) -> np.ndarray:
+    """Per (exporter, consignee) pair: max(its first sighting, the consignee's earliest *other* implicated exporter)."""
+    exposed = np.maximum(
+        first, seized
+    )  # when each pair made its consignee "received from an implicated exporter"
+    frame = pd.DataFrame({"c": consignees, "e": exporters, "v": exposed})
+    ordered = frame.sort_values(["c", "v"], kind="stable")
+    rank = ordered.groupby("c", sort=False).cumcount().to_numpy()
+    top = ordered[rank == 0].set_index("c")
+    second = ordered[rank == 1].set_index("c")["v"]
+    smallest = top["v"].reindex(consignees).to_numpy(np.int64)
+    smallest_of = top["e"].reindex(consignees).to_numpy(dtype=object)
+    found = second.index.get_indexer(pd.Index(consignees, dtype=object))
+    runner_up = _NEVER if not len(second) else second.to_numpy(np.int64)[np.maximum(found, 0)]
+    runner_up = np.where(found >= 0, runner_up, _NEVER)
+    other = np.where(smallest_of == exporters, runner_up, smallest)
+    return np.where((first == _NEVER) | (other == _NEVER), _NEVER, np.maximum(first, other))

@@ -113,6 +113,11 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
         if math.isnan(v)
         else f"{v:.0%} of the exporter's earlier consignees implicated in seizures (with any exporter)"
     ),
+    "exporter_shared_consignees": lambda v, c: (
+        "no consignee of the exporter received from an implicated exporter"
+        if v == 0
+        else f"{v:.0f} of the exporter's consignees also received from exporters implicated in seizures"
+    ),
     "consignee_implicated_exporters": lambda v, c: (
         "no exporter of this consignee has been implicated in a seizure"
         if v == 0

@@ -264,6 +264,7 @@ DAY = 86_400
 NETWORK_COLUMNS = (
     "exporter_implicated_consignees",
     "exporter_implicated_consignee_share",
+    "exporter_shared_consignees",
     "consignee_implicated_exporters",
     "consignee_new_exporters_90d",
     "broker_implicated_exporters",
@@ -338,6 +339,14 @@ def brute_force_network(
         )
         all_exporters = {d["exporter"][k] for k in np.flatnonzero(before)}
         n_implicated = sum(implicated(2, x, t) for x in consignees_of_e)
+        # consignees of e that received (before t) from another exporter with a seizure before t
+        shared = sum(
+            any(
+                implicated(1, d["exporter"][k], t)
+                for k in np.flatnonzero(before & (d["consignee"] == x) & (d["exporter"] != e))
+            )
+            for x in consignees_of_e
+        )
         other_implicated = sum(implicated(1, x, t) for x in broker_exporters)
         share_all = (
             sum(implicated(1, x, t) for x in all_exporters) / len(all_exporters) if all_exporters else 0.0
@@ -363,6 +372,7 @@ def brute_force_network(
                 "exporter_implicated_consignee_share": n_implicated / len(consignees_of_e)
                 if consignees_of_e
                 else np.nan,
+                "exporter_shared_consignees": float(shared),
                 "consignee_implicated_exporters": float(sum(implicated(1, x, t) for x in exporters_of_c)),
                 "consignee_new_exporters_90d": float(
                     sum(max(t - SHOPPING_DAYS * DAY, 0) <= u < t for u in first_to_c.values())
@@ -461,3 +471,4 @@ def test_two_hop_features_see_an_implication_only_once_it_is_reported() -> None:
         assert features["exporter_implicated_consignee_share"].tolist() == [0, 0, 0.5]
         assert features["consignee_implicated_exporters"].tolist() == [0, 0, 1]
         assert features["broker_implicated_exporters"].tolist() == [0, 0, 1]
+        assert features["exporter_shared_consignees"].tolist() == [0, 0, 1]
