@@ -57,8 +57,13 @@ def fit_and_evaluate(
     test_from: pd.Timestamp,
     test_to: pd.Timestamp,
     inspections: pd.DataFrame | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> FitResult:
     """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
+
+    `columns` restricts the model and logistic regression to some feature columns (an
+    ablation, e.g. `features.definitions.columns_without(("network",))`); the red-flag
+    rules always read the features they need.
 
     With an inspections table: inspections that found a seizure are positives; declarations
     with neither a seizure nor an inspection on record are unknown rather than clean, and
@@ -83,7 +88,8 @@ def fit_and_evaluate(
     _require_both_classes(known.diverted[train_mask], "training")
     _require_both_classes(known.diverted[validation_mask], "validation")
 
-    columns = list(FEATURE_SET.columns)
+    columns = list(FEATURE_SET.columns if columns is None else columns)
+    categorical = tuple(c for c in FEATURE_SET.categorical if c in columns)
     x_train, x_validation = features.loc[train_mask, columns], features.loc[validation_mask, columns]
     y_train, y_validation = known.diverted[train_mask], known.diverted[validation_mask]
     booster = fit_booster(
@@ -91,7 +97,7 @@ def fit_and_evaluate(
         y_train,
         x_validation,
         y_validation,
-        FEATURE_SET.categorical,
+        categorical,
         config.booster_params(monotone=[MONOTONE.get(c, 0) for c in columns]),
         train_weights=None if weights is None else weights[train_mask],
     )
@@ -132,10 +138,10 @@ def fit_and_evaluate(
 
     baseline_scores = {
         "random": random_scores(int(test_mask.sum()), config.seed),
-        "red_flag_rules": red_flag_scores(x_test),
+        "red_flag_rules": red_flag_scores(features.loc[test_mask]),
     }
-    numeric = tuple(c for c in columns if c not in FEATURE_SET.categorical)
-    logistic = logistic_regression(FEATURE_SET.categorical, numeric, config.seed).fit(x_train, y_train)
+    numeric = tuple(c for c in columns if c not in categorical)
+    logistic = logistic_regression(categorical, numeric, config.seed).fit(x_train, y_train)
     baseline_scores["logistic_regression"] = logistic.predict_proba(x_test)[:, 1]
     baselines = {
         name: evaluate_scores(scores, test_labels.diverted, test_labels.seized_kg)
