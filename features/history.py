@@ -173,7 +173,7 @@ class Segment:
         return {}
 
     @functools.cached_property
-    def _relation_ends(self) -> dict[tuple[str, str], pd.Index]:
+    def _relation_ends(self) -> dict[tuple[str, str], dict[object, np.ndarray]]:
         return {}
 
     def relations_with(self, relation: str, end: str, keys: np.ndarray) -> pd.DataFrame:
@@ -181,11 +181,17 @@ class Segment:
         table = self.relations.get(relation)
         if table is None or not len(table) or not len(keys):
             return _EMPTY_RELATIONS
-        index = self._relation_ends.get((relation, end))
-        if index is None:
-            index = self._relation_ends[relation, end] = pd.Index(table[end].to_numpy(), dtype=object)
-        found, _ = index.get_indexer_non_unique(pd.Index(np.asarray(keys, dtype=object), dtype=object))
-        return table.iloc[found[found >= 0]]
+        rows_of = self._relation_ends.get((relation, end))
+        if rows_of is None:  # end key -> its rows, built once per segment (appends look up a few keys)
+            codes, uniques = pd.factorize(table[end].to_numpy(dtype=object))
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+            rows_of = self._relation_ends[relation, end] = {
+                key: order[bounds[i] : bounds[i + 1]] for i, key in enumerate(uniques)
+            }
+        empty = np.zeros(0, dtype=np.intp)
+        found = [rows_of.get(key, empty) for key in pd.unique(np.asarray(keys, dtype=object))]
+        return table.iloc[np.concatenate(found)] if found else _EMPTY_RELATIONS
 
     def codes(self, kind: str, keys: np.ndarray) -> np.ndarray:
         """Codes of `keys` in the kind's code book (-1 for keys this segment never saw)."""
@@ -817,11 +823,11 @@ def _relation_table(
     representative[codes[rows]] = rows  # any declaration of each relationship: its ends are the same
     seen = np.flatnonzero(representative >= 0)
     row = representative[seen]
-    return pd.DataFrame(
+    return pd.DataFrame(  # object columns: pandas would otherwise store Arrow strings (slow takes)
         {
-            "key": vocabulary.to_numpy()[seen],
-            "a": np.asarray(keys[a_kind], dtype=object)[row],
-            "b": np.asarray(keys[b_kind], dtype=object)[row],
+            "key": pd.Series(vocabulary.to_numpy()[seen], dtype=object),
+            "a": pd.Series(np.asarray(keys[a_kind], dtype=object)[row], dtype=object),
+            "b": pd.Series(np.asarray(keys[b_kind], dtype=object)[row], dtype=object),
             "first": earliest[seen],
         }
     )
@@ -982,7 +988,9 @@ def _excluding_own(
     exposed = np.maximum(
         first, seized
     )  # when each pair made its consignee "received from an implicated exporter"
-    frame = pd.DataFrame({"c": consignees, "e": exporters, "v": exposed})
+    frame = pd.DataFrame(
+        {"c": pd.Series(consignees, dtype=object), "e": pd.Series(exporters, dtype=object), "v": exposed}
+    )
     ordered = frame.sort_values(["c", "v"], kind="stable")
     rank = ordered.groupby("c", sort=False).cumcount().to_numpy()
     top = ordered[rank == 0].set_index("c")
