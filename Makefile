@@ -6,7 +6,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATA_DIR ?= data/synthetic
+PRESET ?= default
+DATA_DIR ?= data/synthetic$(if $(filter-out default,$(PRESET)),-$(PRESET))
 ROWS ?= 200000
 YEARS ?= 3
 SEED ?= 42
@@ -45,8 +46,8 @@ help: ## List every target with one line
 setup: $(STAMP) ## Create .venv from pyproject.toml + requirements.lock
 
 .PHONY: data
-data: $(STAMP) ## Generate the synthetic export history (ROWS, YEARS, SEED, FORMAT, DATA_DIR)
-	$(BIN)/python -m training generate --rows $(ROWS) --years $(YEARS) --seed $(SEED) --format $(FORMAT) --out $(DATA_DIR)
+data: $(STAMP) ## Generate the synthetic export history (ROWS, YEARS, SEED, FORMAT, PRESET, DATA_DIR)
+	$(BIN)/python -m training generate --rows $(ROWS) --years $(YEARS) --seed $(SEED) --format $(FORMAT) --preset $(PRESET) --out $(DATA_DIR)
 
 .PHONY: validate
 validate: $(STAMP) ## Validate contract files (DECLARATIONS=..., SEIZURES=..., INSPECTIONS=...)

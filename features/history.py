@@ -118,6 +118,7 @@ def declaration_keys(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "exporter_heading": _join(exporter, headings),
         "heading": headings,
         "broker": columns["customs_broker_id"],
+        "broker_exporter": _join(columns["customs_broker_id"], exporter),
         "heading_destination": _join(headings, destination),
         "destination": destination,
         "tariff_line": _tariff_line(columns["hs_code"], columns["quantity_unit"]),
@@ -139,6 +140,12 @@ class Segment:
     #: seizures of this segment naming a declaration unknown when it was indexed
     #: (`_PENDING_COLUMNS` and their seized second)
     pending: pd.DataFrame | None = None
+    #: relationship kind (`_RELATION_ENDS`) -> this segment's relationships: their key, the
+    #: keys of their two ends ("a", "b") and their earliest second in this segment
+    relations: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: seizure kind ("exporter", "consignee") -> earliest seized second of each key this
+    #: segment's seizures (and the pending seizures it resolved) implicate
+    first_seized: dict[str, pd.Series] = field(default_factory=dict)
 
     @functools.cached_property
     def pending_ids(self) -> pd.Index:
@@ -164,6 +171,27 @@ class Segment:
     @functools.cached_property
     def _lookups(self) -> dict[str, dict[object, int]]:
         return {}
+
+    @functools.cached_property
+    def _relation_ends(self) -> dict[tuple[str, str], dict[object, np.ndarray]]:
+        return {}
+
+    def relations_with(self, relation: str, end: str, keys: np.ndarray) -> pd.DataFrame:
+        """This segment's relationships of a kind whose `end` ("a" or "b") is one of `keys`."""
+        table = self.relations.get(relation)
+        if table is None or not len(table) or not len(keys):
+            return _EMPTY_RELATIONS
+        rows_of = self._relation_ends.get((relation, end))
+        if rows_of is None:  # end key -> its rows, built once per segment (appends look up a few keys)
+            codes, uniques = pd.factorize(table[end].to_numpy(dtype=object))
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+            rows_of = self._relation_ends[relation, end] = {
+                key: order[bounds[i] : bounds[i + 1]] for i, key in enumerate(uniques)
+            }
+        empty = np.zeros(0, dtype=np.intp)
+        found = [rows_of.get(key, empty) for key in pd.unique(np.asarray(keys, dtype=object))]
+        return table.iloc[np.concatenate(found)] if found else _EMPTY_RELATIONS
 
     def codes(self, kind: str, keys: np.ndarray) -> np.ndarray:
         """Codes of `keys` in the kind's code book (-1 for keys this segment never saw)."""
@@ -302,6 +330,15 @@ INDEX_KINDS: dict[str, str] = {
     "global_declarations": "global",
     "global_seizures": "global",
     "tariff_line_values": "tariff_line",
+    "pair_seizures": "pair",
+    "broker_new_exporters": "broker",
+    "broker_exporter_sightings": "broker_exporter",
+    "global_new_exporters": "global",
+    "exporter_implicated_consignees": "exporter",
+    "consignee_implicated_exporters": "consignee",
+    "broker_implicated_exporters": "broker",
+    "global_implicated_exporters": "global",
+    "exporter_shared_consignees": "exporter",
 }
 
 
@@ -440,9 +477,12 @@ def _attributed_keys(seizures: pd.DataFrame, linked: pd.DataFrame) -> dict[str, 
     """
     on_declaration = linked["exporter_id"].notna().to_numpy()
     destination = _object(linked["destination_country"])
+    exporter = _object(seizures["exporter_id"].fillna(linked["exporter_id"]))
+    consignee = _object(seizures["consignee_id"].fillna(linked["consignee_id"]))
     return {
-        "exporter": _object(seizures["exporter_id"].fillna(linked["exporter_id"])),
-        "consignee": _object(seizures["consignee_id"].fillna(linked["consignee_id"])),
+        "exporter": exporter,
+        "consignee": consignee,
+        "pair": _join(exporter, consignee),
         "broker": _object(linked["customs_broker_id"]),
         "heading_destination": _join(heading(_object(linked["hs_code"])), destination),
         "destination": destination,
@@ -594,6 +634,39 @@ def _build_segment(
         if rest:
             seizure_codes[kind] = rest[0]
 
+    # First sightings of relationships, this segment's relationships and implications,
+    # and the two-hop events they give (`_implication_events`). Events keyed by an entity
+    # this segment has not seen extend its code book (appended: earlier codes stay valid).
+    sightings = {
+        kind: _first_sightings(kind, codes[kind], decl_seconds, keys[kind], len(vocabularies[kind]), prior)
+        for kind in _SIGHTINGS
+    }
+    relations = {
+        kind: _relation_table(kind, codes[kind], sightings[kind][3], vocabularies[kind], keys)
+        for kind in _RELATION_ENDS
+    }
+    first_seized = {
+        kind: _earliest_by_key(seizure_keys.get(kind), seizure_seconds) for kind in _IMPLICATED_KINDS
+    }
+    implications = {
+        spec.index: _implication_events(spec, relations, first_seized, prior) for spec in _IMPLICATIONS
+    }
+    implications[_SHARED_CONSIGNEES] = _shared_consignee_events(
+        relations["pair"], first_seized["exporter"], prior
+    )
+    for index_name, entity_kind in _TWO_HOP_KINDS.items():
+        entity_keys = implications[index_name][0]
+        vocabulary = vocabularies[entity_kind]
+        unseen = pd.unique(entity_keys[vocabulary.get_indexer(pd.Index(entity_keys, dtype=object)) < 0])
+        if len(unseen):
+            vocabularies[entity_kind] = vocabulary.append(pd.Index(unseen, dtype=object))
+    first_seen = {
+        kind: np.concatenate(
+            [earliest, np.full(len(vocabularies[kind]) - len(earliest), _NEVER, dtype=np.int64)]
+        )
+        for kind, (*_, earliest) in sightings.items()
+    }
+
     def build(
         kind: str,
         key_codes: np.ndarray,
@@ -641,13 +714,18 @@ def _build_segment(
 
     # Distinct counts: an entity gains a new consignee/destination/exporter at the first
     # sighting of the relationship (signed events keep that exact across segments).
-    first_seen: dict[str, np.ndarray] = {}
     for kind, targets in _SIGHTINGS.items():
-        rows, seconds, weights, first_seen[kind] = _first_sightings(
-            kind, codes[kind], decl_seconds, keys[kind], len(vocabularies[kind]), prior
-        )
+        rows, seconds, weights, _ = sightings[kind]
         for index_name, entity in targets:
             indexes[index_name] = build(entity, codes[entity][rows], seconds, weights=weights)
+    for index_name, entity_kind in _TWO_HOP_KINDS.items():
+        entity_keys, seconds, weights = implications[index_name]
+        indexes[index_name] = build(
+            entity_kind,
+            vocabularies[entity_kind].get_indexer(pd.Index(entity_keys, dtype=object)),
+            seconds,
+            weights=weights,
+        )
     for kind in _SEIZURE_KINDS:
         indexes[f"{kind}_seizures"] = (
             build(kind, seizure_codes[kind], seizure_seconds) if seized else _NO_EVENTS
@@ -659,6 +737,8 @@ def _build_segment(
         vocabularies=vocabularies,
         first_seen=first_seen,
         pending=pending,
+        relations=relations,
+        first_seized=first_seized,
     )
     if attributes.cache_info().currsize:
         segment.__dict__["attributes"] = attributes()  # the cached property, already built
@@ -671,6 +751,254 @@ def _build_segment(
 _SIGHTINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "pair": (("exporter_new_consignees", "exporter"), ("consignee_new_exporters", "consignee")),
     "exporter_destination": (("exporter_new_destinations", "exporter"),),
+    "broker_exporter": (("broker_new_exporters", "broker"), ("broker_exporter_sightings", "broker_exporter")),
+    "exporter": (("global_new_exporters", "global"),),
 }
-_SEIZURE_KINDS = ("exporter", "consignee", "broker", "heading_destination", "destination", "global")
+_SEIZURE_KINDS = ("exporter", "consignee", "pair", "broker", "heading_destination", "destination", "global")
+
+#: Relationship kinds kept per segment for two-hop events: the entity kinds of their ends (a, b).
+_RELATION_ENDS: dict[str, tuple[str, str]] = {
+    "pair": ("exporter", "consignee"),
+    "broker_exporter": ("broker", "exporter"),
+    "exporter": ("global", "exporter"),
+}
+_IMPLICATED_KINDS = ("exporter", "consignee")
+_EMPTY_RELATIONS = pd.DataFrame(
+    {
+        "key": pd.Series([], dtype=object),
+        "a": pd.Series([], dtype=object),
+        "b": pd.Series([], dtype=object),
+        "first": pd.Series([], dtype=np.int64),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Implication:
+    """A two-hop count: the entity's counterparts (through a relationship) implicated in a seizure.
+
+    For an entity x and a time t, the count is the number of counterparts y such that x and
+    y had a declaration together before t (the relationship's first sighting) and a seizure
+    implicating y was known before t (its earliest seized second). Each relationship is
+    one event, at the later of those two seconds.
+    """
+
+    index: str  # index name (keyed by `entity_kind`)
+    relation: str  # relationship kind (`_RELATION_ENDS`)
+    end: str  # which end of the relationship is the entity: "a" or "b"
+    entity_kind: str
+    implicated: str  # seizure kind of the other end
+
+    @property
+    def other(self) -> str:
+        return "b" if self.end == "a" else "a"
+
+
+_IMPLICATIONS = (
+    Implication("exporter_implicated_consignees", "pair", "a", "exporter", "consignee"),
+    Implication("consignee_implicated_exporters", "pair", "b", "consignee", "exporter"),
+    Implication("broker_implicated_exporters", "broker_exporter", "a", "broker", "exporter"),
+    Implication("global_implicated_exporters", "exporter", "a", "global", "exporter"),
+)
+
+
+#: Consignees of the exporter that received from another, implicated exporter (`_shared_consignee_events`).
+_SHARED_CONSIGNEES = "exporter_shared_consignees"
+#: Index name -> entity kind of every two-hop index.
+_TWO_HOP_KINDS: dict[str, str] = {
+    **{spec.index: spec.entity_kind for spec in _IMPLICATIONS},
+    _SHARED_CONSIGNEES: "exporter",
+}
+
+
+def _relation_table(
+    kind: str, codes: np.ndarray, earliest: np.ndarray, vocabulary: pd.Index, keys: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """This segment's relationships of a kind (seen in its declarations) with their two ends."""
+    a_kind, b_kind = _RELATION_ENDS[kind]
+    rows = np.flatnonzero(codes >= 0)
+    if not len(rows):
+        return _EMPTY_RELATIONS
+    representative = np.full(len(vocabulary), -1, dtype=np.int64)
+    representative[codes[rows]] = rows  # any declaration of each relationship: its ends are the same
+    seen = np.flatnonzero(representative >= 0)
+    row = representative[seen]
+    return pd.DataFrame(  # object columns: pandas would otherwise store Arrow strings (slow takes)
+        {
+            "key": pd.Series(vocabulary.to_numpy()[seen], dtype=object),
+            "a": pd.Series(np.asarray(keys[a_kind], dtype=object)[row], dtype=object),
+            "b": pd.Series(np.asarray(keys[b_kind], dtype=object)[row], dtype=object),
+            "first": earliest[seen],
+        }
+    )
+
+
+def _earliest_by_key(keys: np.ndarray | None, seconds: np.ndarray) -> pd.Series:
+    """Earliest second of each (present) key, as a Series indexed by key."""
+    if keys is None or not len(keys):
+        return pd.Series([], dtype=np.int64, index=pd.Index([], dtype=object))
+    present = pd.notna(keys)
+    series = pd.Series(seconds[present], index=pd.Index(keys[present], dtype=object))
+    earliest = series.groupby(level=0, sort=False).min()
+    earliest.index = earliest.index.astype(object)
+    return earliest.astype(np.int64)
+
+
+def _seconds_of(index: pd.Index, seconds: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """`seconds` of each key's position in `index` (`_NEVER` for keys not in it)."""
+    if not len(index):
+        return np.full(len(keys), _NEVER, dtype=np.int64)
+    found = index.get_indexer(pd.Index(np.asarray(keys, dtype=object), dtype=object))
+    return np.where(found >= 0, np.asarray(seconds, dtype=np.int64)[np.maximum(found, 0)], _NEVER)
+
+
+def _prior_earliest_seized(prior: History | None, kind: str, keys: np.ndarray) -> np.ndarray:
+    """Earliest seized second of each key over the prior segments (`_NEVER` for none)."""
+    out = np.full(len(keys), _NEVER, dtype=np.int64)
+    if prior is None or not len(keys):
+        return out
+    for segment in prior.segments:
+        seized = segment.first_seized.get(kind)
+        if seized is not None and len(seized):
+            np.minimum(out, _seconds_of(seized.index, seized.to_numpy(), keys), out=out)
+    return out
+
+
+def _prior_first_seen(prior: History | None, kind: str, keys: np.ndarray) -> np.ndarray:
+    """Earliest second of each relationship key over the prior segments (`_NEVER` for none)."""
+    out = np.full(len(keys), _NEVER, dtype=np.int64)
+    if prior is None or not len(keys):
+        return out
+    for segment in prior.segments:
+        seen = segment.first_seen[kind]
+        if len(seen):
+            found = segment.codes(kind, keys)
+            np.minimum(out, np.where(found >= 0, seen[np.maximum(found, 0)], _NEVER), out=out)
+    return out
+
+
+def _implication_events(
+    spec: Implication,
+    relations: dict[str, pd.DataFrame],
+    first_seized: dict[str, pd.Series],
+    prior: History | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed two-hop events this segment adds: (entity keys, seconds, weights).
+
+    A relationship's event sits at max(first sighting, earliest seizure of the other end),
+    both over all segments. This segment can move either earlier (or make it exist):
+    for every relationship it sees, and every earlier relationship whose other end it
+    implicates earlier than before, it retracts the event the prior segments placed (-1)
+    and places the new one (+1). Sums of weights then equal one build's events, whatever
+    the segmentation; the cost is the segment's relationships plus the relationships of
+    the entities it newly implicates (never a walk over the whole history).
+    """
+    own = relations[spec.relation]
+    seized = first_seized[spec.implicated]
+    candidates = own[["key", "a", "b"]]
+    if prior is not None and len(seized):
+        before = _prior_earliest_seized(prior, spec.implicated, seized.index.to_numpy())
+        moved = seized.index[seized.to_numpy() < before].to_numpy()
+        if len(moved):
+            earlier = [s.relations_with(spec.relation, spec.other, moved) for s in prior.segments]
+            candidates = pd.concat([candidates, *[e[["key", "a", "b"]] for e in earlier]], ignore_index=True)
+            candidates = candidates.drop_duplicates("key")
+    if not len(candidates):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), np.zeros(0)
+    relation_keys = candidates["key"].to_numpy(dtype=object)
+    others = candidates[spec.other].to_numpy(dtype=object)
+    first_before = _prior_first_seen(prior, spec.relation, relation_keys)
+    first_own = _seconds_of(
+        pd.Index(own["key"].to_numpy(), dtype=object), own["first"].to_numpy(), relation_keys
+    )
+    seized_before = _prior_earliest_seized(prior, spec.implicated, others)
+    seized_own = _seconds_of(seized.index, seized.to_numpy(), others)
+    old = np.maximum(first_before, seized_before)
+    new = np.maximum(np.minimum(first_before, first_own), np.minimum(seized_before, seized_own))
+    changed = old != new
+    placed = changed & (new != _NEVER)
+    retracted = changed & (old != _NEVER)
+    entities = candidates[spec.end].to_numpy(dtype=object)
+    return (
+        np.concatenate([entities[placed], entities[retracted]]),
+        np.concatenate([new[placed], old[retracted]]),
+        np.concatenate([np.ones(placed.sum()), -np.ones(retracted.sum())]),
+    )
+
+
 _NO_EVENTS = KeyedEvents.build(np.array([], dtype=object), np.array([], dtype=np.int64))
+
+
+def _shared_consignee_events(
+    own: pd.DataFrame, seized: pd.Series, prior: History | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed events of "the exporter's consignees that received from another implicated exporter".
+
+    For an exporter e and a consignee C it shipped to, the event sits at the later of e's
+    first shipment to C and the earliest second at which some *other* exporter e' had
+    shipped to C and had a seizure on record: min over e' != e of max(first sighting of
+    (e', C), earliest seizure of e'). Per consignee the two smallest such seconds (and whose
+    the smallest is) give every exporter's value. A segment recomputes, old (prior
+    segments) and new (with this one), the pairs of the consignees whose value it can move:
+    those it sees, and those of the exporters it implicates earlier than before; it emits
+    the differences (+1 new, -1 old), as `_implication_events` does.
+    """
+    affected = own["b"].to_numpy(dtype=object)
+    tables = [own.assign(prior=False)]
+    if prior is not None:
+        if len(seized):
+            earlier = _prior_earliest_seized(prior, "exporter", seized.index.to_numpy())
+            moved = seized.index[seized.to_numpy() < earlier].to_numpy()
+            if len(moved):
+                affected = np.concatenate(
+                    [
+                        affected,
+                        *[s.relations_with("pair", "a", moved)["b"].to_numpy() for s in prior.segments],
+                    ]
+                )
+        affected = pd.unique(affected)
+        tables += [s.relations_with("pair", "b", affected).assign(prior=True) for s in prior.segments]
+    rows = pd.concat(tables, ignore_index=True)
+    if not len(rows):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows["first_old"] = np.where(rows["prior"].to_numpy(dtype=bool), rows["first"].to_numpy(np.int64), _NEVER)
+    pairs = rows.groupby("key", sort=False).agg(
+        a=("a", "first"), b=("b", "first"), first_old=("first_old", "min"), first_new=("first", "min")
+    )
+    exporters = pairs["a"].to_numpy(dtype=object)
+    seized_old = _prior_earliest_seized(prior, "exporter", exporters)
+    seized_new = np.minimum(seized_old, _seconds_of(seized.index, seized.to_numpy(), exporters))
+    consignees = pairs["b"].to_numpy(dtype=object)
+    old = _excluding_own(consignees, exporters, pairs["first_old"].to_numpy(np.int64), seized_old)
+    new = _excluding_own(consignees, exporters, pairs["first_new"].to_numpy(np.int64), seized_new)
+    changed = old != new
+    placed = changed & (new != _NEVER)
+    retracted = changed & (old != _NEVER)
+    return (
+        np.concatenate([exporters[placed], exporters[retracted]]),
+        np.concatenate([new[placed], old[retracted]]),
+        np.concatenate([np.ones(placed.sum()), -np.ones(retracted.sum())]),
+    )
+
+
+def _excluding_own(
+    consignees: np.ndarray, exporters: np.ndarray, first: np.ndarray, seized: np.ndarray
+) -> np.ndarray:
+    """Per (exporter, consignee) pair: max(its first sighting, the consignee's earliest *other* implicated exporter)."""
+    exposed = np.maximum(
+        first, seized
+    )  # when each pair made its consignee "received from an implicated exporter"
+    frame = pd.DataFrame(
+        {"c": pd.Series(consignees, dtype=object), "e": pd.Series(exporters, dtype=object), "v": exposed}
+    )
+    ordered = frame.sort_values(["c", "v"], kind="stable")
+    rank = ordered.groupby("c", sort=False).cumcount().to_numpy()
+    top = ordered[rank == 0].set_index("c")
+    second = ordered[rank == 1].set_index("c")["v"]
+    smallest = top["v"].reindex(consignees).to_numpy(np.int64)
+    smallest_of = top["e"].reindex(consignees).to_numpy(dtype=object)
+    found = second.index.get_indexer(pd.Index(consignees, dtype=object))
+    runner_up = _NEVER if not len(second) else second.to_numpy(np.int64)[np.maximum(found, 0)]
+    runner_up = np.where(found >= 0, runner_up, _NEVER)
+    other = np.where(smallest_of == exporters, runner_up, smallest)
+    return np.where((first == _NEVER) | (other == _NEVER), _NEVER, np.maximum(first, other))

@@ -90,6 +90,50 @@ _TEMPLATES: dict[str, Callable[[float, Context], str]] = {
     "destination_seizure_rate": lambda v, c: (
         f"shipments to {c.get('destination_country', '?')} have a seizure rate of {v:.1%}"
     ),
+    "exporter_seizure_rate_decayed": lambda v, c: (
+        f"exporter's recent declarations seized at a (smoothed, time-decayed) rate of {v:.1%}"
+    ),
+    "consignee_seizure_rate_decayed": lambda v, c: (
+        f"recent declarations to the consignee seized at a (smoothed, time-decayed) rate of {v:.1%}"
+    ),
+    "pair_seizure_rate_decayed": lambda v, c: (
+        f"shipments between this exporter and consignee seized at a (smoothed, time-decayed) rate of {v:.1%}"
+    ),
+    "heading_destination_seizure_rate_decayed": lambda v, c: (
+        f"HS heading {str(c.get('hs_code', ''))[:4]} to {c.get('destination_country', '?')} "
+        f"has a recent (time-decayed) seizure rate of {v:.1%}"
+    ),
+    "exporter_implicated_consignees": lambda v, c: (
+        "none of the exporter's earlier consignees has been implicated in a seizure"
+        if v == 0
+        else f"{v:.0f} of the exporter's earlier consignees implicated in seizures (with any exporter)"
+    ),
+    "exporter_implicated_consignee_share": lambda v, c: (
+        "exporter's first declaration"
+        if math.isnan(v)
+        else f"{v:.0%} of the exporter's earlier consignees implicated in seizures (with any exporter)"
+    ),
+    "exporter_shared_consignees": lambda v, c: (
+        "no consignee of the exporter received from an implicated exporter"
+        if v == 0
+        else f"{v:.0f} of the exporter's consignees also received from exporters implicated in seizures"
+    ),
+    "consignee_implicated_exporters": lambda v, c: (
+        "no exporter of this consignee has been implicated in a seizure"
+        if v == 0
+        else f"{v:.0f} exporter(s) that shipped to this consignee implicated in seizures"
+    ),
+    "consignee_new_exporters_90d": lambda v, c: (
+        f"{v:.0f} exporter(s) started shipping to this consignee in the last 90 days"
+    ),
+    "broker_implicated_exporters": lambda v, c: (
+        "no other exporter of this customs broker implicated in a seizure"
+        if v == 0
+        else f"{v:.0f} other exporter(s) of this customs broker implicated in seizures"
+    ),
+    "broker_exporter_seizure_rate": lambda v, c: (
+        f"{v:.0%} of the customs broker's other exporters implicated in seizures (smoothed)"
+    ),
     "controlled_goods": lambda v, c: (
         f"{_substance(c)} is a controlled substance (HS {c.get('hs_code', '?')})"
         if v
@@ -136,6 +180,7 @@ READS_CONTEXT = frozenset(
         "exporter_heading_share",
         "exporter_destination_prior_declarations",
         "heading_destination_seizure_rate",
+        "heading_destination_seizure_rate_decayed",
         "destination_seizure_rate",
         "controlled_goods",
         "controlled_term_under_generic_heading",

@@ -65,7 +65,9 @@ def fit_and_evaluate(
     """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
 
     The booster is chosen by `training.search` on the validation window (`config.trials`
-    fits); `columns` restricts the model to part of the feature set (ablations).
+    fits). `columns` restricts the model and logistic regression to some feature columns
+    (an ablation, e.g. `features.definitions.columns_without(("network",))`); the red-flag
+    rules always read the features they need.
 
     With an inspections table: inspections that found a seizure are positives; declarations
     with neither a seizure nor an inspection on record are unknown rather than clean, and
@@ -90,7 +92,7 @@ def fit_and_evaluate(
     _require_both_classes(known.diverted[train_mask], "training")
     _require_both_classes(known.diverted[validation_mask], "validation")
 
-    columns = list(columns or FEATURE_SET.columns)
+    columns = list(FEATURE_SET.columns if columns is None else columns)
     categorical = tuple(c for c in FEATURE_SET.categorical if c in columns)
     x_train, x_validation = features.loc[train_mask, columns], features.loc[validation_mask, columns]
     y_train, y_validation = known.diverted[train_mask], known.diverted[validation_mask]

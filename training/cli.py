@@ -25,11 +25,14 @@ def generate(
     out: Path = typer.Option(Path("data/synthetic"), help="Output folder."),
     format: str = typer.Option("parquet", help="csv or parquet."),
     drift: bool = typer.Option(False, help="Add a new diversion route mid-period (drift scenario)."),
+    preset: str = typer.Option(
+        "default", help="How diverters behave: default, or adversarial (they imitate legitimate traders)."
+    ),
 ) -> None:
     """Write a synthetic export history (declarations, seizures, ground truth) in the contract."""
     from training.synthetic import write_history
 
-    write_history(out_dir=out, rows=rows, years=years, seed=seed, fmt=format, drift=drift)
+    write_history(out_dir=out, rows=rows, years=years, seed=seed, fmt=format, drift=drift, preset=preset)
 
 
 @app.command()
@@ -123,10 +126,14 @@ def backtest(
     trials: int | None = typer.Option(
         None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
     ),
+    drop_family: list[str] = typer.Option(
+        [], help="Leave a feature family out of the model (ablation; repeatable): e.g. network."
+    ),
 ) -> None:
     """Train as of --train-until and score [--test-from, --test-to) with point-in-time features."""
     import pandas as pd
 
+    from features.definitions import columns_without
     from features.reference import load_reference
     from features.validation import ContractError, load_contract_tables
     from training.backtest import build_features, fit_and_evaluate, write_backtest
@@ -151,8 +158,9 @@ def backtest(
         )
         typer.echo(f"contract: {tables.report.summary()}")
         frame, seized = tables.declarations, tables.seizures
+        columns = columns_without(drop_family) if drop_family else None
         features = build_features(frame, seized, load_reference())
-        result = fit_and_evaluate(frame, seized, features, settings, *bounds)
+        result = fit_and_evaluate(frame, seized, features, settings, *bounds, columns=columns)
     except (ContractError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

@@ -107,6 +107,93 @@ _NEVER = np.iinfo(np.int64).max
 DRIFT_RATE = 0.0050
 LEGITIMATE = "legitimate"
 
+
+@dataclass(frozen=True)
+class Preset:
+    """How diverters behave: the default world, or one where they imitate legitimate traders.
+
+    The default preset is the world described in `docs/synthetic-data.md`; "adversarial"
+    keeps legitimate trade and the label mechanics (seizures, lags, noise) unchanged but
+    makes diversion look ordinary shipment by shipment: fewer and milder red flags, the
+    exporter's own transport, payment and authorisation habits, and organised rings (shell
+    consignees and complicit brokers shared by several diverters, front companies shipping
+    to ring buyers) whose traces lie in who trades with whom.
+    """
+
+    name: str
+    typology_rates: dict[str, float]
+    extra_flag_p: tuple[float, ...] = EXTRA_FLAG_P
+    #: share of misdeclared covers whose description leaks the real substance
+    leak_share: float = 0.15
+    #: under-declared share of undervaluation rows, and the ranges of under- and over-invoicing
+    under_share: float = 0.6
+    under_range: tuple[float, float] = (0.1, 0.4)
+    over_range: tuple[float, float] = (2.5, 5.0)
+    spike_range: tuple[float, float] = (4.0, 15.0)
+    west_africa_range: tuple[float, float] = (1.5, 6.0)
+    #: diverted rows fly at least this often (the exporter's own air share otherwise)
+    air_floor: float = 0.1
+    #: share of diverted rows with the exporter's usual payment terms; extra ADVANCE share
+    own_payment: float = 0.6
+    extra_advance: float = 0.1
+    #: front companies' and West African loads' variants: under a cover, unauthorised
+    cover_p: tuple[float, float] = (0.15, 0.30)  # (front companies, West Africa)
+    unauthorised_p: tuple[float, float] = (0.20, 0.40)
+    #: established diverters' buyers: a regular buyer (ordinary, subtle typologies), a ring buyer
+    regular_buyer: tuple[float, float] = (0.4, 0.6)
+    ring_buyer: float = 0.35
+    #: organised rings (adversarial only): front companies' ring and shell buyers, shells per diverter,
+    #: complicit brokers and how often ring members file through their ring's broker
+    front_ring_buyer: float = 0.0
+    front_shell_buyer: float = 0.0
+    shell_divisor: int = 5
+    extra_complicit_brokers: int = 0
+    ring_broker_share: float = 0.0
+
+    @property
+    def organised(self) -> bool:
+        return self.extra_complicit_brokers > 0
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(name="default", typology_rates=TYPOLOGY_RATES),
+    "adversarial": Preset(
+        name="adversarial",
+        typology_rates={
+            "front_company": 0.0035,
+            "no_authorisation": 0.0005,
+            "misdeclared_cover": 0.0015,
+            "undervaluation": 0.0010,
+            "quantity_spike": 0.0010,
+            "courier_dropship": 0.0015,
+            "hub_transshipment": 0.0020,
+            "consignee_mismatch": 0.0012,
+            "shell_consignee": 0.0055,
+            "complicit_broker": 0.0045,
+            "west_africa_tramadol": 0.0012,
+            "advance_payment": 0.0003,
+        },
+        extra_flag_p=(0.85, 0.13, 0.02, 0.0),
+        leak_share=0.0,
+        under_range=(0.55, 0.85),
+        over_range=(1.4, 2.0),
+        spike_range=(2.0, 4.0),
+        west_africa_range=(1.5, 5.0),
+        air_floor=0.0,
+        own_payment=0.7,
+        extra_advance=0.0,
+        cover_p=(0.10, 0.15),
+        unauthorised_p=(0.05, 0.10),
+        regular_buyer=(0.25, 0.35),
+        ring_buyer=0.55,
+        front_ring_buyer=0.5,
+        front_shell_buyer=0.3,
+        shell_divisor=12,
+        extra_complicit_brokers=3,
+        ring_broker_share=0.6,
+    ),
+}
+
 #: Probability that a diverted declaration of each typology is seized (any time).
 SEIZURE_PROBABILITY: dict[str, float] = {
     "courier_dropship": 0.60,
@@ -291,6 +378,7 @@ class _World:
     chunk_rows: np.ndarray
     mid_day: int
     drift: bool
+    preset: Preset
     products: _Products
     legit_codes: dict[str, np.ndarray]  # form -> ordinary product codes
     licensed_codes: dict[str, np.ndarray]
@@ -452,7 +540,14 @@ def _season(start: np.datetime64, n_days: int) -> np.ndarray:
     return weekday_factor * seasonal * trend
 
 
-def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, drift: bool) -> _World:
+def _build_world(
+    rows: int,
+    years: float,
+    rng: np.random.Generator,
+    start: str,
+    drift: bool,
+    preset: Preset = PRESETS["default"],
+) -> _World:
     start_day = np.datetime64(start, "D")
     n_days = max(int(round(years * 365.25)), 30)
     season = _season(start_day, n_days)
@@ -469,8 +564,8 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
 
     # Exporters: heavy-tailed sizes; a share enters (and leaves) during the period.
     n_exp = int(np.clip(7 * np.sqrt(rows), 80, 25_000))
-    n_front = max(6, int(rows * TYPOLOGY_RATES["front_company"] / 5))
-    n_vendor = max(6, int(rows * TYPOLOGY_RATES["courier_dropship"] * VENDOR_SHARE / 5))
+    n_front = max(6, int(rows * preset.typology_rates["front_company"] / 5))
+    n_vendor = max(6, int(rows * preset.typology_rates["courier_dropship"] * VENDOR_SHARE / 5))
     n_div = max(12, int(n_exp * DIVERTER_SHARE))
     n_all = n_exp + n_front + n_vendor
     size = np.minimum(np.exp(rng.normal(0.0, 1.5, n_all)), 400.0)
@@ -582,7 +677,7 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     indiv_size = np.array([max(200, rows // 60) if c in COURIER_DESTINATIONS else 50 for c in countries])
     pool_offset = np.concatenate([[0], np.cumsum(pool_size)[:-1]])
     indiv_offset = pool_size.sum() + np.concatenate([[0], np.cumsum(indiv_size)[:-1]])
-    n_shell = max(6, (n_div + n_front + n_vendor) // 5)
+    n_shell = max(6, (n_div + n_front + n_vendor) // preset.shell_divisor)
     shell_start = int(pool_size.sum() + indiv_size.sum())
     shell_codes = np.arange(shell_start, shell_start + n_shell)
     n_consignees = shell_start + n_shell
@@ -600,9 +695,8 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     # Diverting exporters work in rings of about four that share foreign buyers.
     members = np.concatenate([diverters, fronts, vendors])
     ring_hash = exp_hash.copy()
-    ring_hash[members] = _mix64(
-        rng.integers(0, max(1, len(members) // 4), len(members)).astype(np.uint64) + 7
-    )
+    ring_of = rng.integers(0, max(1, len(members) // 4), len(members))
+    ring_hash[members] = _mix64(ring_of.astype(np.uint64) + 7)
     sea_keys, sea_p = _normalise(SEA_PORTS)
     air_keys, air_p = _normalise(AIR_PORTS)
 
@@ -619,6 +713,18 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
     chunk_rows = np.full(n_chunks, rows // n_chunks)
     chunk_rows[: rows % n_chunks] += 1
 
+    if preset.organised:
+        # More complicit brokers; each ring files through one of them (its members' second broker),
+        # and the ring's front companies too. (Drawn last: the default world stays as it was.)
+        others = np.setdiff1d(np.arange(4, min(60, n_brokers)), complicit)
+        complicit = np.concatenate(
+            [
+                complicit,
+                rng.choice(others, size=min(preset.extra_complicit_brokers, len(others)), replace=False),
+            ]
+        )
+        exp_brokers[members, 1] = complicit[ring_of % len(complicit)]
+
     return _World(
         start=start_day,
         n_days=n_days,
@@ -627,6 +733,7 @@ def _build_world(rows: int, years: float, rng: np.random.Generator, start: str, 
         chunk_rows=chunk_rows,
         mid_day=n_days // 2,
         drift=drift,
+        preset=preset,
         products=products,
         legit_codes=legit_codes,
         licensed_codes=licensed_codes,
@@ -850,7 +957,9 @@ def _parcel_cover(
     description[idx] = np.array(_PARCEL_COVERS, dtype=object)[which]
 
 
-def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
+def _draw_flags(
+    rng: np.random.Generator, typology: np.ndarray, extra_flag_p: tuple[float, ...] = EXTRA_FLAG_P
+) -> np.ndarray:
     """Boolean (n, len(FLAGS)) matrix: the typology's flag plus 0-3 compatible extra flags.
 
     Front companies and West African tramadol get at most one extra (they add their own
@@ -865,7 +974,7 @@ def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
         ia, ib = _F[a], _F[b]
         keys[typology == ia, ib] = -1.0
         keys[typology == ib, ia] = -1.0
-    extra = rng.choice(4, size=n, p=EXTRA_FLAG_P)  # 1-4 flags in total
+    extra = rng.choice(4, size=n, p=extra_flag_p)  # 1-4 flags in total
     capped = (typology == _F["front_company"]) | (typology == _F["west_africa_tramadol"])
     extra[capped] = np.minimum(extra[capped], 1)
     order = np.argsort(-keys, axis=1, kind="stable")
@@ -881,9 +990,10 @@ def _draw_flags(rng: np.random.Generator, typology: np.ndarray) -> np.ndarray:
 
 def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, lo: int, hi: int) -> dict:
     prods = world.products
+    preset = world.preset
     typology = np.repeat(np.arange(len(FLAGS)), counts)
     n = len(typology)
-    flags = _draw_flags(rng, typology)
+    flags = _draw_flags(rng, typology, preset.extra_flag_p)
     is_drift = typology == _F[DRIFT_TYPOLOGY]
     # Variants: a third of West African tramadol comes from front companies (Mundra 2024), and West
     # African loads and front companies' goods are often unauthorised or under a cover description.
@@ -893,8 +1003,8 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     flags[is_front, _F["quantity_spike"]] = False
     r = rng.random(n)
     variant = (typology == _F["west_africa_tramadol"]) | (typology == _F["front_company"])
-    cover_p = np.where(wa, 0.30, 0.15)
-    unauth_p = cover_p + np.where(wa, 0.40, 0.20)
+    cover_p = np.where(wa, preset.cover_p[1], preset.cover_p[0])
+    unauth_p = cover_p + np.where(wa, preset.unauthorised_p[1], preset.unauthorised_p[0])
     flags[variant & (r < cover_p) & ~flags[:, _F["no_authorisation"]], _F["misdeclared_cover"]] = True
     no_cover = ~flags[:, _F["misdeclared_cover"]]
     flags[variant & (r >= cover_p) & (r < unauth_p) & no_cover, _F["no_authorisation"]] = True
@@ -957,7 +1067,7 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
         which = rng.integers(0, len(covers), len(idx))
         hs[idx] = np.array(cover_hs, dtype=object)[which]
         description[idx] = _describe(rng, np.array(covers, dtype=object)[which], empty_share=0.05)
-        leak = idx[rng.random(len(idx)) < 0.15]
+        leak = idx[rng.random(len(idx)) < preset.leak_share]
         description[leak] = _LEAKS[form_name]
         hs[leak] = np.array(cover_hs, dtype=object)[0]
     parcel = courier & (rng.random(n) < 0.7)
@@ -978,9 +1088,9 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     at_home = f["shell_consignee"] & ~courier & ~wa & ~is_drift & (rng.random(n) < 0.8)
     dest[at_home] = world.consignee_country[shell_pick[at_home]]
 
-    mode = np.where(rng.random(n) < np.maximum(world.exp_air_share[exporter], 0.1), "AIR", "SEA").astype(
-        object
-    )
+    mode = np.where(
+        rng.random(n) < np.maximum(world.exp_air_share[exporter], preset.air_floor), "AIR", "SEA"
+    ).astype(object)
     mode[wa | is_drift] = "SEA"
     mode[courier] = np.where(rng.random(int(courier.sum())) < 0.75, "COURIER", "POST")
     port = np.where(mode == "SEA", world.exp_sea[exporter], world.exp_air[exporter]).astype(object)
@@ -1000,9 +1110,9 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     own = _regular_consignee(world, exporter, dest, 20 + rng.integers(0, 2, n), skew=1.0, ring=True)
     fresh = world.pool_offset[dest] + (rng.random(n) * world.pool_size[dest]).astype(np.int64)
     subtle = f["quantity_spike"] | f["complicit_broker"] | f["undervaluation"]
-    p_regular = np.where(subtle, 0.6, 0.4) * established
+    p_regular = np.where(subtle, preset.regular_buyer[1], preset.regular_buyer[0]) * established
     u = rng.random(n)
-    consignee = np.where(u < p_regular, regular, np.where(u < p_regular + 0.35, own, fresh))
+    consignee = np.where(u < p_regular, regular, np.where(u < p_regular + preset.ring_buyer, own, fresh))
     consignee[hub] = fresh[hub]  # behind a transshipment: a buyer never seen before
     hub_c = _pick_countries(rng, world, DIVERSION_HUBS, n)
     hub_c[is_drift] = dest_codes["TR"]
@@ -1015,6 +1125,19 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     ).astype(np.int64)
     consignee[mm] = np.where(rng.random(int(mm.sum())) < 0.5, hub_own, hub_fresh)
     consignee[f["shell_consignee"]] = shell_pick[f["shell_consignee"]]
+    if preset.organised:
+        # Front companies, with no history of their own, ship to their ring's buyers and shells.
+        v = rng.random(n)
+        ring_front = is_front & ~courier & ~mm & ~hub
+        consignee[ring_front & (v < preset.front_ring_buyer)] = own[
+            ring_front & (v < preset.front_ring_buyer)
+        ]
+        to_shell = (
+            ring_front
+            & (v >= preset.front_ring_buyer)
+            & (v < preset.front_ring_buyer + preset.front_shell_buyer)
+        )
+        consignee[to_shell] = shell_pick[to_shell]
     consignee[courier] = world.indiv_offset[dest[courier]] + (
         rng.random(int(courier.sum())) * world.indiv_size[dest[courier]]
     ).astype(np.int64)
@@ -1027,8 +1150,8 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     log_q -= 1.6 * (mode == "AIR")
     quantity = np.exp(log_q)
     spike = f["quantity_spike"]
-    quantity[spike] *= rng.uniform(4, 15, int(spike.sum()))
-    quantity[wa] *= rng.uniform(1.5, 6, int(wa.sum()))  # container loads, as at Mundra
+    quantity[spike] *= rng.uniform(*preset.spike_range, int(spike.sum()))
+    quantity[wa] *= rng.uniform(*preset.west_africa_range, int(wa.sum()))  # container loads, as at Mundra
     quantity[courier] = np.exp(rng.normal(np.log(15), 0.9, int(courier.sum())))
     # Declared unit value follows the *declared* goods (cover goods for misdeclared rows and parcels).
     value_ref = prods.unit_value[product].copy()
@@ -1040,19 +1163,27 @@ def _diverted_rows(world: _World, rng: np.random.Generator, counts: np.ndarray, 
     under = f["undervaluation"]
     # Mostly under-declared; some over-invoiced (2.5-5x), which moves the buyer's money out.
     unit_value[under] = value_ref[under] * np.where(
-        rng.random(int(under.sum())) < 0.6,
-        rng.uniform(0.1, 0.4, int(under.sum())),
-        rng.uniform(2.5, 5, int(under.sum())),
+        rng.random(int(under.sum())) < preset.under_share,
+        rng.uniform(*preset.under_range, int(under.sum())),
+        rng.uniform(*preset.over_range, int(under.sum())),
     )
 
-    payment = np.where(rng.random(n) < 0.6, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS))
-    payment[(rng.random(n) < 0.1) | (courier & (rng.random(n) < 0.6))] = PAYMENT.index("ADVANCE")
+    payment = np.where(
+        rng.random(n) < preset.own_payment, world.exp_payment[exporter], rng.choice(5, n, p=PAYMENT_WEIGHTS)
+    )
+    payment[(rng.random(n) < preset.extra_advance) | (courier & (rng.random(n) < 0.6))] = PAYMENT.index(
+        "ADVANCE"
+    )
     payment[rng.random(n) < 0.02] = -1  # as often undeclared as in legitimate trade
     payment[f["advance_payment"]] = PAYMENT.index("ADVANCE")
     broker = world.exp_brokers[exporter, (rng.random(n) < 0.15).astype(np.int64)]
     broker[rng.random(n) < 0.03] = -1
     comp = f["complicit_broker"]
     broker[comp] = world.complicit_brokers[rng.integers(0, len(world.complicit_brokers), int(comp.sum()))]
+    if preset.organised:
+        # Ring members file much of their diversion through their ring's complicit broker.
+        ring_broker = ~comp & ~is_vendor & (rng.random(n) < preset.ring_broker_share)
+        broker[ring_broker] = world.exp_brokers[exporter[ring_broker], 1]
 
     bits = (flags.astype(np.int64) << np.arange(len(FLAGS))).sum(axis=1)
     return {
@@ -1076,7 +1207,7 @@ def _chunk(
     """
     lo, hi = int(world.chunk_days[k]), int(world.chunk_days[k + 1])
     n_rows = int(world.chunk_rows[k])
-    rates = np.array([*TYPOLOGY_RATES.values(), 0.0])
+    rates = np.array([*(world.preset.typology_rates[name] for name in TYPOLOGY_RATES), 0.0])
     if world.drift and hi > world.mid_day:
         cdf = world.season_cdf
         late = (cdf[hi] - cdf[max(lo, world.mid_day)]) / (cdf[hi] - cdf[lo])
@@ -1330,15 +1461,24 @@ def _finish_seizures(world: _World, parts: list[dict]) -> pd.DataFrame:
     )
 
 
+def preset_named(name: str) -> Preset:
+    """The generator preset called `name` (error naming the known ones otherwise)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
 def _iter_history(
-    rows: int, years: float, seed: int, start: str, drift: bool, progress: bool
+    rows: int, years: float, seed: int, start: str, drift: bool, progress: bool, preset: str = "default"
 ) -> Iterator[tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]]:
     """Yield (declarations, ground_truth, None) per chunk, then (None, None, seizures)."""
     if rows <= 0:
         raise ValueError(f"rows must be positive, got {rows}")
+    behaviour = preset_named(preset)
     seeds = np.random.SeedSequence(seed)
     world_seed, *chunk_seeds = seeds.spawn(1 + max(1, -(-rows // CHUNK_ROWS)))
-    world = _build_world(rows, years, np.random.default_rng(world_seed), start, drift)
+    world = _build_world(rows, years, np.random.default_rng(world_seed), start, drift, behaviour)
     seizure_parts = []
     lying_low = np.stack([np.where(world.exp_low_until > 0, -1, _NEVER), world.exp_low_until]).astype(
         np.int64
@@ -1374,10 +1514,14 @@ def generate_history(
     start: str = "2022-01-01",
     drift: bool = False,
     progress: bool = False,
+    preset: str = "default",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Synthetic declarations, seizures and ground truth (declaration_id, typology, diverted, red_flags)."""
+    """Synthetic declarations, seizures and ground truth (declaration_id, typology, diverted, red_flags).
+
+    `preset` names how diverters behave (`PRESETS`: "default" or "adversarial").
+    """
     declarations, truths, seizures = [], [], None
-    for decl, truth, seiz in _iter_history(rows, years, seed, start, drift, progress):
+    for decl, truth, seiz in _iter_history(rows, years, seed, start, drift, progress, preset):
         if decl is not None:
             declarations.append(decl)
             truths.append(truth)
@@ -1414,7 +1558,9 @@ class _TableWriter:
             self._parquet.close()
 
 
-def write_history(out_dir: Path, rows: int, years: float, seed: int, fmt: str, drift: bool = False) -> None:
+def write_history(
+    out_dir: Path, rows: int, years: float, seed: int, fmt: str, drift: bool = False, preset: str = "default"
+) -> None:
     """Write declarations.<fmt>, seizures.<fmt> and ground_truth.<fmt> to `out_dir`; print a summary."""
     from rich.console import Console
 
@@ -1430,7 +1576,7 @@ def write_history(out_dir: Path, rows: int, years: float, seed: int, fmt: str, d
     first = last = None
     seizures = None
     try:
-        for decl, truth, seiz in _iter_history(rows, years, seed, "2022-01-01", drift, progress=True):
+        for decl, truth, seiz in _iter_history(rows, years, seed, "2022-01-01", drift, True, preset):
             if decl is None:
                 seizures = seiz
                 continue

@@ -256,3 +256,219 @@ def test_appending_nothing_changes_nothing() -> None:
     assert_same_features(
         compute_features(declarations, emptied, REFERENCE), compute_features(declarations, history, REFERENCE)
     )
+
+
+# --- network and time-decayed features against their brute-force definitions ---------------
+
+DAY = 86_400
+NETWORK_COLUMNS = (
+    "exporter_implicated_consignees",
+    "exporter_implicated_consignee_share",
+    "exporter_shared_consignees",
+    "consignee_implicated_exporters",
+    "consignee_new_exporters_90d",
+    "broker_implicated_exporters",
+    "broker_exporter_seizure_rate",
+    "exporter_seizure_rate_decayed",
+    "consignee_seizure_rate_decayed",
+    "pair_seizure_rate_decayed",
+    "heading_destination_seizure_rate_decayed",
+)
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    return times.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+def brute_force_network(
+    declarations: pd.DataFrame, seizures: pd.DataFrame, queries: pd.DataFrame
+) -> pd.DataFrame:
+    """The network and decayed-rate features by their definitions, one query at a time (slow, obvious)."""
+    from features.definitions import DECAY_DAYS, EXPORTER_SMOOTHING, RATE_SMOOTHING, SHOPPING_DAYS
+
+    rows = declarations.drop_duplicates("declaration_id")
+    d = {
+        "exporter": rows["exporter_id"].to_numpy(dtype=object),
+        "consignee": rows["consignee_id"].to_numpy(dtype=object),
+        "broker": rows["customs_broker_id"]
+        .astype(object)
+        .where(rows["customs_broker_id"].notna(), None)
+        .to_numpy(),
+        "hd": (rows["hs_code"].str[:4] + "|" + rows["destination_country"]).to_numpy(dtype=object),
+        "t": _seconds(rows["declared_at"]),
+    }
+    by_id = {i: k for k, i in enumerate(rows["declaration_id"])}
+    # each seizure's entities: named directly, or through the declaration it names
+    seized = []
+    for _, s in seizures.iterrows():
+        linked = by_id.get(s["declaration_id"]) if pd.notna(s["declaration_id"]) else None
+        exporter = (
+            s["exporter_id"]
+            if pd.notna(s["exporter_id"])
+            else (d["exporter"][linked] if linked is not None else None)
+        )
+        consignee = (
+            s["consignee_id"]
+            if pd.notna(s["consignee_id"])
+            else (d["consignee"][linked] if linked is not None else None)
+        )
+        hd = d["hd"][linked] if linked is not None else None
+        seized.append(
+            (int(_seconds(pd.Series([s["seized_at"]]))[0]), exporter, consignee, hd, linked is not None)
+        )
+
+    def implicated(kind: int, entity: object, t: int) -> bool:
+        return any(s[kind] == entity and s[0] < t for s in seized)
+
+    out = []
+    for _, q in queries.iterrows():
+        t = int(_seconds(pd.Series([q["declared_at"]]))[0])
+        e, c = q["exporter_id"], q["consignee_id"]
+        b = q["customs_broker_id"] if pd.notna(q["customs_broker_id"]) else None
+        hd = q["hs_code"][:4] + "|" + q["destination_country"]
+        before = d["t"] < t
+        consignees_of_e = {d["consignee"][k] for k in np.flatnonzero(before & (d["exporter"] == e))}
+        exporters_of_c = {d["exporter"][k] for k in np.flatnonzero(before & (d["consignee"] == c))}
+        first_to_c = {}
+        for k in np.flatnonzero(d["consignee"] == c):
+            first_to_c[d["exporter"][k]] = min(first_to_c.get(d["exporter"][k], 2**62), d["t"][k])
+        broker_exporters = (
+            {d["exporter"][k] for k in np.flatnonzero(before & (d["broker"] == b))} - {e}
+            if b is not None
+            else set()
+        )
+        all_exporters = {d["exporter"][k] for k in np.flatnonzero(before)}
+        n_implicated = sum(implicated(2, x, t) for x in consignees_of_e)
+        # consignees of e that received (before t) from another exporter with a seizure before t
+        shared = sum(
+            any(
+                implicated(1, d["exporter"][k], t)
+                for k in np.flatnonzero(before & (d["consignee"] == x) & (d["exporter"] != e))
+            )
+            for x in consignees_of_e
+        )
+        other_implicated = sum(implicated(1, x, t) for x in broker_exporters)
+        share_all = (
+            sum(implicated(1, x, t) for x in all_exporters) / len(all_exporters) if all_exporters else 0.0
+        )
+
+        def decayed(times: list[int], t: int = t) -> float:
+            return float(np.mean([sum(max(t - h * DAY, 0) <= u < t for u in times) for h in DECAY_DAYS]))
+
+        def decl_times(mask: np.ndarray) -> list[int]:
+            return [int(u) for u in d["t"][mask]]
+
+        base_decl = decayed(decl_times(np.ones(len(d["t"]), dtype=bool)))
+        base = decayed([s[0] for s in seized if s[4]]) / base_decl if base_decl > 0 else 0.0
+
+        def rate(seizure_times: list[int], declaration_times: list[int], base: float = base) -> float:
+            return (decayed(seizure_times) + RATE_SMOOTHING * base) / (
+                decayed(declaration_times) + RATE_SMOOTHING
+            )
+
+        out.append(
+            {
+                "exporter_implicated_consignees": float(n_implicated),
+                "exporter_implicated_consignee_share": n_implicated / len(consignees_of_e)
+                if consignees_of_e
+                else np.nan,
+                "exporter_shared_consignees": float(shared),
+                "consignee_implicated_exporters": float(sum(implicated(1, x, t) for x in exporters_of_c)),
+                "consignee_new_exporters_90d": float(
+                    sum(max(t - SHOPPING_DAYS * DAY, 0) <= u < t for u in first_to_c.values())
+                ),
+                "broker_implicated_exporters": float(other_implicated),
+                "broker_exporter_seizure_rate": (other_implicated + EXPORTER_SMOOTHING * share_all)
+                / (len(broker_exporters) + EXPORTER_SMOOTHING),
+                "exporter_seizure_rate_decayed": rate(
+                    [s[0] for s in seized if s[1] == e], decl_times(d["exporter"] == e)
+                ),
+                "consignee_seizure_rate_decayed": rate(
+                    [s[0] for s in seized if s[2] == c], decl_times(d["consignee"] == c)
+                ),
+                "pair_seizure_rate_decayed": rate(
+                    [s[0] for s in seized if s[1] == e and s[2] == c],
+                    decl_times((d["exporter"] == e) & (d["consignee"] == c)),
+                ),
+                "heading_destination_seizure_rate_decayed": rate(
+                    [s[0] for s in seized if s[3] == hd], decl_times(d["hd"] == hd)
+                ),
+            }
+        )
+    return pd.DataFrame(out, columns=pd.Index(NETWORK_COLUMNS, dtype=object))
+
+
+def make_network_history(
+    rng: np.random.Generator, n: int, n_seizures: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Declarations over more exporters and consignees, times spread over a year (windows matter)."""
+    declarations = make_declarations(rng, n, "D", exporters=5)
+    declarations["consignee_id"] = _str(rng.choice([f"C{i}" for i in range(5)], n))
+    declarations["declared_at"] = _times(rng.integers(0, 400, n) * DAY // 2)
+    seizures = make_seizures(rng, n_seizures, declarations)
+    seizures["seized_at"] = _times(rng.integers(0, 400, n_seizures) * DAY // 2)
+    return declarations, seizures
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_declarations=st.integers(0, 25),
+    n_seizures=st.integers(0, 10),
+    n_segments=st.integers(1, 5),
+)
+def test_network_features_equal_their_brute_force_definition_under_any_segmentation(
+    seed: int, n_declarations: int, n_seizures: int, n_segments: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    declarations, seizures = make_network_history(rng, n_declarations, n_seizures)
+    queries = pd.concat([declarations, make_declarations(rng, 6, "Q", exporters=6)], ignore_index=True)
+    queries.loc[len(declarations) :, "declared_at"] = _times(rng.integers(0, 420, 6) * DAY // 2).to_numpy()
+    expected = brute_force_network(declarations, seizures, queries)
+
+    shuffled = declarations.iloc[rng.permutation(len(declarations))].reset_index(drop=True)
+    shuffled_seizures = seizures.iloc[rng.permutation(len(seizures))].reset_index(drop=True)
+    segmented = build_in_segments(
+        shuffled,
+        shuffled_seizures,
+        rng.integers(0, n_segments, len(shuffled)),
+        rng.integers(0, n_segments, len(shuffled_seizures)),
+    )
+    one_build = History.build(declarations, seizures, REFERENCE)
+    built = compute_features(queries, one_build, REFERENCE)
+    pd.testing.assert_frame_equal(
+        built[list(NETWORK_COLUMNS)].reset_index(drop=True),
+        expected,
+        check_exact=False,
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert_same_features(compute_features(queries, segmented, REFERENCE), built)
+
+
+def test_two_hop_features_see_an_implication_only_once_it_is_reported() -> None:
+    """E1 and E2 ship to C0; C0 is seized with E2 on day 50: E1 counts an implicated consignee from day 50 on."""
+    rng = np.random.default_rng(5)
+    declarations = make_declarations(rng, 4, "D")
+    declarations["exporter_id"] = _str(["E1", "E2", "E2", "E1"])
+    declarations["consignee_id"] = _str(["C0", "C0", "C1", "C2"])
+    declarations["customs_broker_id"] = _str(["B0", "B0", "B0", "B0"])
+    declarations["declared_at"] = _times(np.array([10, 20, 30, 40]) * DAY)
+    seizures = make_seizures(rng, 1, declarations)
+    seizures["declaration_id"] = _str(["D0001"])  # E2's shipment to C0
+    seizures["exporter_id"] = _str([None])
+    seizures["consignee_id"] = _str([None])
+    seizures["seized_at"] = _times(np.array([50 * DAY]))
+    query = declarations.iloc[[0, 0, 0]].reset_index(drop=True)
+    query["declared_at"] = _times(np.array([45 * DAY, 50 * DAY, 50 * DAY + 1]))
+    # the seizure arrives first; the declaration it names, back-dated, in a later append
+    segmented = History.build(declarations.drop(index=1), seizures, REFERENCE).append(
+        declarations.iloc[[1]], None, REFERENCE
+    )
+    for history in (History.build(declarations, seizures, REFERENCE), segmented):
+        features = compute_features(query, history, REFERENCE)
+        assert features["exporter_implicated_consignees"].tolist() == [0, 0, 1]
+        assert features["exporter_implicated_consignee_share"].tolist() == [0, 0, 0.5]
+        assert features["consignee_implicated_exporters"].tolist() == [0, 0, 1]
+        assert features["broker_implicated_exporters"].tolist() == [0, 0, 1]
+        assert features["exporter_shared_consignees"].tolist() == [0, 0, 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.definitions import FEATURE_SET
 from training.monitor import drift_status, population_stability_index, render_html
 
 
@@ -48,7 +49,7 @@ def test_report_on_a_small_history() -> None:
     declarations, seizures, _ = generate_history(rows=20_000, years=2.0, seed=5)
     features = build_features(declarations, seizures, load_reference())
     report = build_report(declarations, seizures, features, recent_days=90)
-    assert len(report.feature_psi) == 29
+    assert len(report.feature_psi) == len(FEATURE_SET.columns)
     assert report.feature_psi["psi"].ge(0).all()
     assert np.isfinite(report.score_psi)
     red = report.channel_rates.iloc[0]

@@ -231,3 +231,62 @@ def test_exporter_sizes_are_heavy_tailed_and_new_exporters_appear(history) -> No
     start = declarations["declared_at"].min()
     assert (first_seen > start + pd.Timedelta(days=365)).sum() > 20
     assert declarations["destination_country"].nunique() > 40
+
+
+# --- adversarial preset: diverters imitate legitimate traders and work in networks ------------
+
+
+@pytest.fixture(scope="module")
+def adversarial() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return generate_history(rows=40_000, years=3.0, seed=11, preset="adversarial")
+
+
+def _red_flag_counts(truth: pd.DataFrame) -> pd.Series:
+    diverted = truth.loc[truth["diverted"], "red_flags"].fillna("")
+    return diverted.str.count(";") + (diverted != "")
+
+
+def test_adversarial_preset_is_deterministic_and_leaves_the_default_world_alone(tmp_path: Path) -> None:
+    for name, preset in (("a", "adversarial"), ("b", "adversarial"), ("c", "default")):
+        write_history(tmp_path / name, rows=ROWS, years=1.0, seed=3, fmt="parquet", preset=preset)
+    write_history(tmp_path / "d", rows=ROWS, years=1.0, seed=3, fmt="parquet")
+    a, b, c, d = (_digest(tmp_path / n) for n in "abcd")
+    assert a == b
+    assert c == d  # "default" is the world without a preset
+    assert a["declarations.parquet"] != c["declarations.parquet"]
+    with pytest.raises(ValueError, match="unknown preset 'sneaky'"):
+        generate_history(rows=ROWS, preset="sneaky")
+
+
+def test_adversarial_diverters_show_fewer_and_milder_red_flags(history, adversarial) -> None:
+    reference = load_reference()
+    default_flags, adversarial_flags = _red_flag_counts(history[2]), _red_flag_counts(adversarial[2])
+    assert adversarial_flags.mean() < default_flags.mean() - 0.3
+    assert 0.015 < adversarial[2]["diverted"].mean() < 0.03
+
+    def unauthorised_share(declarations: pd.DataFrame, truth: pd.DataFrame) -> float:
+        rows = declarations[truth["diverted"].to_numpy()]
+        controlled = pd.notna(reference.controlled_substance_array(rows["hs_code"].to_numpy(dtype=object)))
+        named = pd.notna(reference.substance_in_text_array(rows["goods_description"].to_numpy(dtype=object)))
+        missing = rows["export_authorization_id"].isna().to_numpy()
+        return float(((controlled | named) & missing).mean())
+
+    assert unauthorised_share(adversarial[0], adversarial[2]) < 0.6 * unauthorised_share(
+        history[0], history[2]
+    )
+
+
+def test_adversarial_rings_share_shell_consignees_and_complicit_brokers(history, adversarial) -> None:
+    def network(declarations: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float]:
+        diverted = declarations[truth["diverted"].to_numpy()]
+        # consignees receiving diverted goods from several exporters; brokers filing for several diverters
+        exporters_per_consignee = diverted.groupby("consignee_id")["exporter_id"].nunique()
+        diverters_per_broker = diverted.groupby("customs_broker_id")["exporter_id"].nunique()
+        shared = diverted["consignee_id"].map(exporters_per_consignee).ge(3).mean()
+        top_brokers = diverters_per_broker.nlargest(6).sum() / diverted["exporter_id"].nunique()
+        return float(shared), float(top_brokers)
+
+    default_shared, default_brokers = network(history[0], history[2])
+    adversarial_shared, adversarial_brokers = network(adversarial[0], adversarial[2])
+    assert adversarial_shared > default_shared + 0.1
+    assert adversarial_brokers > default_brokers + 0.2
