@@ -70,11 +70,11 @@ $(DECLARATIONS) $(SEIZURES):
 
 .PHONY: train
 train: $(STAMP) $(DECLARATIONS) ## Fit, evaluate against baselines, log to MLflow, register, promote (@champion)
-	$(LEAN_MALLOC) $(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
+	$(TRAIN_ENV) $(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
 
 .PHONY: backtest
 backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)
-	$(LEAN_MALLOC) $(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
+	$(TRAIN_ENV) $(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
 		--train-until $(TRAIN_UNTIL) --test-from $(TEST_FROM) --test-to $(TEST_TO) --out $(OUT)/backtest
 
 .PHONY: export-outcomes
@@ -103,11 +103,13 @@ mlflow-server: $(STAMP) ## Shared MLflow tracking server on PostgreSQL (MLFLOW_B
 #: bench-train measures 1,000,000 declarations unless ROWS is given (make bench-train ROWS=10000000).
 BENCH_TRAIN_ROWS = $(if $(filter command line environment,$(origin ROWS)),$(ROWS),1000000)
 #: glibc: a fixed mmap threshold gives freed feature arrays back to the system at once.
-LEAN_MALLOC := MALLOC_MMAP_THRESHOLD_=65536
+#: OpenMP (LightGBM): idle threads sleep instead of spinning; on a busy machine spinning
+#: threads take the cores the working ones need (the fit is ~10x slower). Same model.
+TRAIN_ENV := MALLOC_MMAP_THRESHOLD_=65536 OMP_WAIT_POLICY=passive
 
 .PHONY: bench-train
 bench-train: $(STAMP) ## Seconds, peak RSS and rows/s per training step at ROWS declarations (default 1M; data cached in data/bench)
-	$(LEAN_MALLOC) $(BIN)/python -m benchmarks.train --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench
+	$(TRAIN_ENV) $(BIN)/python -m benchmarks.train --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench
 
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
