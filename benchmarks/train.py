@@ -1,123 +1,156 @@
-"""`make bench-train`: wall time and peak memory of point-in-time features and training.
+"""`make bench-train`: wall time and peak memory of each step of training on one machine.
 
-`python -m benchmarks.train --rows 1000000`
+`python -m benchmarks.train --rows 1000000 [--data-dir data/bench]`
+
+The synthetic history is generated once per size into ``<data-dir>/rows-<N>`` and reused;
+generation is reported on its own line, apart from features and training. Peak RSS is
+measured per step (Linux: the process's high-water mark is reset before each step), so a
+step's figure is the most memory the process held while that step ran.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import gc
+import resource
 import time
 from pathlib import Path
 
-#: The fit before the search (log-loss early stopping, class weight 5, one fit): the reference row.
-LOGLOSS_FIT = {"metric": "binary_logloss", "early_stopping_rounds": 100}
+
+def _status_gb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        return None
+    return None
 
 
-def bench_train(rows: int, trials: tuple[int, ...] = (), logloss_reference: bool = True) -> None:
-    """Wall time and peak memory of point-in-time features and of training at `rows` declarations.
+def _reset_peak() -> bool:
+    """Reset the high-water mark of the resident set (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
-    Training is timed once per search budget in `trials` (default: the configured one), in the
-    same run on the same features, and — as a reference — once as the fit was before the
-    search (`logloss_reference`: one fit, log-loss early stopping, class weight 5).
+
+class _Steps:
+    """Seconds, peak RSS and RSS after each step, in order."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float, float, str]] = []
+        self.per_step = _reset_peak()
+        self._started = time.perf_counter()
+
+    def done(self, name: str, declarations: int | None = None, rate: str = "") -> float:
+        seconds = time.perf_counter() - self._started
+        if declarations is not None:
+            rate = f"{declarations / seconds:,.0f} declarations/s"
+        gc.collect()
+        peak = _status_gb("VmHWM") if self.per_step else None
+        if peak is None:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        after = _status_gb("VmRSS") or float("nan")
+        self.rows.append((name, seconds, peak, after, rate))
+        print(f"{name}: {seconds:.1f} s, peak RSS {peak:.2f} GB, after {after:.2f} GB {rate}", flush=True)
+        self.per_step = _reset_peak()
+        self._started = time.perf_counter()
+        return seconds
+
+
+def cached_history(data_dir: Path, rows: int, seed: int = 42) -> tuple[Path, float | None]:
+    """The folder holding a synthetic history of `rows` declarations, generated when missing.
+
+    Returns the folder and the generation seconds (None when reused).
     """
-    import resource
+    from training.synthetic import write_history
 
+    folder = data_dir / f"rows-{rows}-seed-{seed}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder, None
+    started = time.perf_counter()
+    write_history(out_dir=folder, rows=rows, years=3.0, seed=seed, fmt="parquet")
+    done.touch()
+    return folder, time.perf_counter() - started
+
+
+def bench_train(rows: int, data_dir: Path) -> None:
+    """Wall time, peak RSS and throughput of each training step at `rows` declarations."""
     from rich.console import Console
     from rich.table import Table
 
-    from features.definitions import compute_features
-    from features.history import History
     from features.reference import load_reference
     from features.validation import load_contract_tables
     from training.backtest import default_windows, fit_and_evaluate
     from training.config import TrainingConfig
-    from training.synthetic import write_history
+    from training.datasets import compact_declarations, features_in_chunks, history_in_chunks
 
-    def peak_gb() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        write_history(out_dir=folder, rows=rows, years=3.0, seed=42, fmt="parquet")
-        tables = load_contract_tables(folder / "declarations.parquet", folder / "seizures.parquet")
+    folder, generation_seconds = cached_history(data_dir, rows)
+    steps = _Steps()
+    tables = load_contract_tables(folder / "declarations.parquet", folder / "seizures.parquet")
     declarations, seizures = tables.declarations, tables.seizures
+    del tables
+    n = len(declarations)
+    steps.done("load + validate", n)
     reference = load_reference()
-    before = peak_gb()
-    started = time.perf_counter()
-    history = History.build(declarations, seizures, reference)
-    features = compute_features(declarations, history, reference)
-    feature_seconds = time.perf_counter() - started
-    feature_peak = peak_gb()
-    default = TrainingConfig()
+    compact = compact_declarations(declarations)
+    history = history_in_chunks(compact, seizures, reference)
+    steps.done("history index (text as categories, indexed in slices)", n)
+    features = features_in_chunks(compact, history, reference)
+    del history, compact
+    steps.done("point-in-time features (in slices)", n)
+    config = TrainingConfig()
     test_from, train_until, test_to = default_windows(
-        declarations["declared_at"], default.label_window_days, default.test_days
+        declarations["declared_at"], config.label_window_days, config.test_days
     )
-    fits: list[tuple[str, TrainingConfig]] = []
-    if logloss_reference:
-        fits.append(
-            (
-                "log-loss early stopping, 1 fit (before the search)",
-                TrainingConfig(trials=1, booster=LOGLOSS_FIT),
-            )
-        )
-    for n in trials or (default.trials,):
-        label = "default" if n == default.trials else "budget"
-        fits.append(
-            (f"AP early stopping, search {n} trial{'s' if n > 1 else ''} ({label})", TrainingConfig(trials=n))
-        )
-    timed = []
-    for name, config in fits:
-        started = time.perf_counter()
-        result = fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
-        timed.append((name, time.perf_counter() - started, peak_gb(), result))
-    train_seconds = timed[-1][1]
-    table = Table(title=f"bench-train at {len(declarations):,} declarations")
-    for column in ("step", "seconds", "peak RSS (GB)", "rate"):
-        table.add_column(column, justify="right" if column != "step" else "left")
-    table.add_row("load + validate", "-", f"{before:.2f}", "")
-    table.add_row(
-        "point-in-time features",
-        f"{feature_seconds:.1f}",
-        f"{feature_peak:.2f}",
-        f"{len(declarations) / feature_seconds:,.0f} declarations/s",
+    result = fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
+    steps.done(
+        "fit + calibrate + evaluate + baselines", rate=f"{int(result.train_mask.sum()):,} training rows"
     )
-    for name, seconds, peak, result in timed:
-        m = result.metrics
+
+    table = Table(title=f"bench-train at {n:,} declarations (generation excluded)")
+    for column in ("step", "seconds", "peak RSS (GB)", "RSS after (GB)", "rate"):
+        table.add_column(column, justify="left" if column in ("step", "rate") else "right")
+    if generation_seconds is not None:
         table.add_row(
-            f"fit + calibrate + evaluate + baselines: {name}",
-            f"{seconds:.1f}",
-            f"{peak:.2f}",
-            f"{int(result.train_mask.sum()):,} training rows, {result.scorer.booster.num_trees()} trees; "
-            f"test P@1/2/5% {m['precision_at_1pct']:.3f}/{m['precision_at_2pct']:.3f}/{m['precision_at_5pct']:.3f}"
-            f", R@5% {m['recall_at_5pct']:.3f}, PR-AUC {m['pr_auc']:.3f}",
+            "(generate synthetic history)",
+            f"{generation_seconds:.1f}",
+            "-",
+            "-",
+            f"{n / generation_seconds:,.0f} declarations/s",
         )
+    else:
+        table.add_row("(generate synthetic history)", "cached", "-", "-", str(folder))
+    for name, seconds, peak, after, rate in steps.rows:
+        table.add_row(name, f"{seconds:.1f}", f"{peak:.2f}", f"{after:.2f}", rate)
+    total = sum(row[1] for row in steps.rows[1:])
     table.add_row(
-        "features + training (last fit above)",
-        f"{feature_seconds + train_seconds:.1f}",
-        f"{peak_gb():.2f}",
+        "features + training",
+        f"{total:.1f}",
+        f"{max(row[2] for row in steps.rows):.2f}",
         "",
+        f"{n / total:,.0f} declarations/s",
     )
     Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.train [--rows N]`: the feature and training table."""
+    """`python -m benchmarks.train [--rows N] [--data-dir DIR]`: the per-step table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=bench_train.__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="declarations to featurise and train on")
     parser.add_argument(
-        "--rows", type=int, default=1_000_000, help="declarations to generate, featurise and train on"
-    )
-    parser.add_argument(
-        "--trials",
-        default="",
-        help="comma-separated search budgets to time side by side (default: the configured one)",
-    )
-    parser.add_argument(
-        "--no-reference", action="store_true", help="skip the log-loss single-fit reference row"
+        "--data-dir",
+        type=Path,
+        default=Path("data/bench"),
+        help="where generated histories are kept for reuse",
     )
     args = parser.parse_args(argv)
-    budgets = tuple(int(t) for t in args.trials.split(",") if t.strip())
-    bench_train(args.rows, budgets, logloss_reference=not args.no_reference)
+    bench_train(args.rows, args.data_dir)
     return 0
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.definitions import FEATURE_SET, MONOTONE, compute_features
-from features.history import History
+from features.definitions import FEATURE_SET, MONOTONE
 from features.reference import ReferenceTables
 from models.baselines import logistic_regression, random_scores, red_flag_scores
 from models.estimator import PlattCalibration
 from models.scorer import DiversionScorer, InspectionPolicy
 from training.config import TrainingConfig
+from training.datasets import build_features_lean
 from training.evaluation import evaluate_scores
 from training.labels import Labels, Windows, declaration_labels, fit_windows, inspected_before
 from training.search import SearchResult, search_booster
@@ -45,9 +45,12 @@ class FitResult:
 def build_features(
     declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables
 ) -> pd.DataFrame:
-    """Point-in-time features of every declaration against the whole history."""
-    history = History.build(declarations, seizures, reference)
-    return compute_features(declarations, history, reference)
+    """Point-in-time features of every declaration against the whole history.
+
+    Computed in bounded memory (`training.datasets`): the same values as
+    `compute_features(declarations, History.build(declarations, seizures, reference), reference)`.
+    """
+    return build_features_lean(declarations, seizures, reference)
 
 
 def fit_and_evaluate(
@@ -117,9 +120,7 @@ def fit_and_evaluate(
         validation_scores, config.red_rate, config.yellow_rate, config.mandatory_red_rules
     )
     period_mask = train_mask | validation_mask
-    period_scores = calibration(
-        booster.predict(features.loc[period_mask, columns].to_numpy(np.float64), raw_score=True)
-    )
+    period_scores = calibration(_raw_scores(booster, features, period_mask, columns))
     scorer = DiversionScorer(
         booster=booster,
         feature_names=tuple(columns),
@@ -171,6 +172,22 @@ def fit_and_evaluate(
         validation_metrics=validation_metrics,
         search=search,
     )
+
+
+#: Rows per `Booster.predict` call when scoring a whole period (bounds the float64 copy).
+_PREDICT_ROWS = 500_000
+
+
+def _raw_scores(booster, features: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> np.ndarray:
+    """Raw booster scores of the masked rows, predicted a slice at a time (row by row the same)."""
+    rows = np.flatnonzero(mask)
+    out = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), _PREDICT_ROWS):
+        part = rows[start : start + _PREDICT_ROWS]
+        out[start : start + len(part)] = booster.predict(
+            features.iloc[part][columns].to_numpy(np.float64), raw_score=True
+        )
+    return out
 
 
 def _require_both_classes(labels: np.ndarray, window: str) -> None:
