@@ -175,6 +175,10 @@ def generator_options(kind: str, write_history: Callable) -> tuple[dict[str, obj
         return {"drift": True}, ""
     if "preset" not in inspect.signature(write_history).parameters:
         return None, f"the generator has no preset option, so no {kind!r} preset, in this version"
+    from training.synthetic import PRESETS
+
+    if kind not in PRESETS:
+        return None, f"the generator has no {kind!r} preset (it has {', '.join(PRESETS)})"
     return {"preset": kind}, ""
 
 
