@@ -130,8 +130,9 @@ def test_new_entities_are_scored_not_rejected(deployment) -> None:
 
 def test_a_new_seizure_raises_the_exporters_next_shipment_without_retraining(deployment) -> None:
     base, records = deployment["base"], deployment["records"]
+    # An exporter the history knows: a seizure report naming it must raise its next shipment.
     record = dict(records[-1])
-    record.update(declaration_id="AFTER-SEIZURE-1", exporter_id="SEIZURE-PROBE-EXPORTER")
+    record.update(declaration_id="AFTER-SEIZURE-1")
     before = httpx.post(
         f"{base}/score", json={"declarations": [record]}, headers=_auth(deployment, "scorer")
     ).json()
