@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -57,8 +59,13 @@ def fit_and_evaluate(
     test_from: pd.Timestamp,
     test_to: pd.Timestamp,
     inspections: pd.DataFrame | None = None,
+    fit: Callable[..., lgb.Booster] = fit_booster,
 ) -> FitResult:
     """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
+
+    `fit` fits the booster (`models.estimator.fit_booster`'s signature and contract: it
+    returns a local `lightgbm.Booster` whose `best_iteration`, or else all its trees, is
+    the model); the Dask engine passes its own (`training.distributed`).
 
     With an inspections table: inspections that found a seizure are positives; declarations
     with neither a seizure nor an inspection on record are unknown rather than clean, and
@@ -86,7 +93,7 @@ def fit_and_evaluate(
     columns = list(FEATURE_SET.columns)
     x_train, x_validation = features.loc[train_mask, columns], features.loc[validation_mask, columns]
     y_train, y_validation = known.diverted[train_mask], known.diverted[validation_mask]
-    booster = fit_booster(
+    booster = fit(
         x_train,
         y_train,
         x_validation,

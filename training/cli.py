@@ -80,10 +80,17 @@ def train(
     max_reject_share: float | None = typer.Option(
         None, help="Stop when more than this share of a table's rows is rejected (default 0.01)."
     ),
+    engine: str | None = typer.Option(
+        None, help="local (one process, the default) or dask (features and fit on a Dask cluster)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler address (tcp://host:8786) for --engine dask; none: a LocalCluster."
+    ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
     from features.validation import ContractError
     from training.config import TrainingConfig
+    from training.distributed import ClusterFault
     from training.pipeline import train as run
 
     settings = TrainingConfig.load(
@@ -93,10 +100,12 @@ def train(
         inspections=inspections,
         seed=seed,
         max_reject_share=max_reject_share,
+        engine=engine,
+        dask_scheduler=scheduler or None,
     )
     try:
         run(settings)
-    except (ContractError, ValueError) as exc:
+    except (ContractError, ValueError, ClusterFault) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
 

@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -41,6 +42,23 @@ class TrainingConfig(BaseModel):
     mandatory_red_rules: tuple[str, ...] = ("controlled_without_authorisation",)
 
     seed: int = 42
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: one process; dask: features and fit on a Dask cluster (docs/scaling.md)"
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); empty: a LocalCluster on this machine"
+    )
+    dask_workers: int = Field(
+        2, gt=0, description="workers of the LocalCluster started when no scheduler is given"
+    )
+    dask_chunk_rows: int = Field(
+        100_000, gt=0, description="declarations per feature task on the cluster (one time chunk)"
+    )
+    dask_network_timeout_minutes: int = Field(
+        10,
+        gt=0,
+        description="LightGBM's socket time-out between workers (time_out), so a lost peer fails the fit",
+    )
     booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
 
     tracking_uri: str = Field(

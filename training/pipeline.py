@@ -25,6 +25,7 @@ from rich.table import Table
 from features.definitions import FEATURE_SET, MONOTONE
 from features.reference import load_reference
 from features.validation import ValidationReport, load_contract_tables
+from models.estimator import fit_booster
 from models.pyfunc import DiversionRiskModel, directory_digest
 from training import plots
 from training.backtest import FitResult, build_features, default_windows, fit_and_evaluate
@@ -55,8 +56,37 @@ def configure_tracking(tracking_uri: str, experiment: str) -> str:
     return found.experiment_id if found else mlflow.create_experiment(experiment)
 
 
+class LocalEngine:
+    """Features and fit in this process (`config.engine == "local"`)."""
+
+    name = "local"
+    build_features = staticmethod(build_features)
+    fit = staticmethod(fit_booster)
+
+    def verify(self) -> None:
+        """Nothing can be lost between fitting and registering in one process."""
+
+    def record(self) -> dict[str, object]:
+        return {"engine": self.name}
+
+
 def train(config: TrainingConfig) -> TrainOutcome:
-    """The whole training job on the configured contract files."""
+    """The whole training job on the configured contract files, on the configured engine."""
+    if config.engine == "dask":
+        from training.distributed import dask_engine
+
+        with dask_engine(
+            config.dask_scheduler,
+            workers=config.dask_workers,
+            chunk_rows=config.dask_chunk_rows,
+            network_timeout_minutes=config.dask_network_timeout_minutes,
+        ) as engine:
+            return _train(config, engine)
+    return _train(config, LocalEngine())
+
+
+def _train(config: TrainingConfig, engine) -> TrainOutcome:
+    """`train` with features and fit on `engine` (`LocalEngine` or `training.distributed.DaskEngine`)."""
     started = time.perf_counter()
     tables = load_contract_tables(
         config.declarations,
@@ -69,8 +99,10 @@ def train(config: TrainingConfig) -> TrainOutcome:
     console.print(f"[bold]contract[/]: {tables.report.summary()}")
     reference = load_reference()
     t0 = time.perf_counter()
-    features = build_features(declarations, seizures, reference)
-    console.print(f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s")
+    features = engine.build_features(declarations, seizures, reference)
+    console.print(
+        f"features ({engine.name}): {len(features):,} declarations in {time.perf_counter() - t0:.1f}s"
+    )
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
@@ -83,8 +115,10 @@ def train(config: TrainingConfig) -> TrainOutcome:
         test_from,
         test_to,
         inspections=tables.inspections,
+        fit=engine.fit,
     )
     print_comparison(result)
+    engine.verify()  # before anything is logged: a run that lost a worker records nothing
 
     experiment_id = configure_tracking(config.tracking_uri, config.experiment)
     with mlflow.start_run(
@@ -92,6 +126,8 @@ def train(config: TrainingConfig) -> TrainOutcome:
     ) as run:
         _log_run(config, declarations, seizures, features, result, tables.report.summary())
         log_contract_report(tables.report)
+        mlflow.log_dict(engine.record(), "engine.json")
+        engine.verify()
         version, digests = _log_and_register(config, result, features)
         alias, reason = promote(config, version, result, features, declarations, seizures)
         mlflow.set_tags({"promotion.alias": alias, "promotion.reason": reason})

@@ -1,0 +1,246 @@
+"""Training beyond one machine: point-in-time features and the LightGBM fit on a Dask cluster.
+
+`python -m training train --engine dask [--scheduler tcp://host:8786]` runs the same job as
+`make train` (`training.pipeline.train`): the same contract validation, labels, windows,
+calibration, evaluation against baselines, MLflow record, registration and promotion. Two
+steps run on the cluster instead of in the driver process:
+
+- **features**: the same `features.definitions.compute_features`, called on the workers
+  for chunks of declarations against a `features.history.History` indexed on a worker
+  and shared with the others. A declaration's features depend only on the history and on
+  the declaration itself, so chunks give exactly the single-machine values (tested).
+- **fit**: `lightgbm.dask.DaskLGBMClassifier` on the training window spread over the
+  workers. It has no early stopping (LightGBM's Dask interface does not support it, and
+  hangs are reported when it is set), so it trains `max_rounds` rounds; the best round is
+  then chosen on the validation window (average precision of the local booster after each
+  round) and the registered booster is cut to that round.
+
+What is logged and registered is always the *local* booster (`to_local()`), never the
+distributed estimator. A run whose cluster lost a worker before registration fails
+(`ClusterFault`) and registers nothing: a lost worker can leave LightGBM's network
+half-built or hanging (lightgbm#5920, #3775), and a model that cannot say how it was
+fitted is not worth serving.
+
+Limits of this engine today (docs/scaling.md): the driver still reads and validates the
+contract files and holds the feature matrix (calibration, baselines, evaluation and the
+MLflow record need it), and every worker holds the whole history index. It spreads the
+CPU work of features and fit over machines; it does not yet let the history outgrow one
+machine's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score
+
+from features.definitions import compute_features
+from features.history import History
+from features.reference import ReferenceTables
+from models.estimator import BoosterParams
+
+log = logging.getLogger(__name__)
+
+
+class ClusterFault(RuntimeError):
+    """The cluster lost a worker during the run: nothing is registered from it."""
+
+
+def _chunk_features(
+    declarations: pd.DataFrame, history: History, reference: ReferenceTables, start: int, stop: int
+) -> pd.DataFrame:
+    """Features of declarations[start:stop] against the whole history (runs on a worker)."""
+    return compute_features(declarations.iloc[start:stop], history, reference)
+
+
+@dataclass
+class DaskEngine:
+    """Features and fit on a Dask cluster, for `training.pipeline.train`.
+
+    Keeps the set of workers present when the run started; `verify` fails the run when
+    any of them left (crashed, killed, restarted by its nanny) before registration.
+    """
+
+    client: object  # distributed.Client
+    chunk_rows: int = 100_000
+    network_timeout_minutes: int = 10
+    name: str = "dask"
+    workers_at_start: frozenset[str] = field(default_factory=frozenset)
+    timings: dict[str, float] = field(default_factory=dict)
+    validation_average_precision: list[float] = field(default_factory=list)
+    rounds_trained: int = 0
+    best_round: int = 0
+
+    def __post_init__(self) -> None:
+        self.workers_at_start = self._worker_ids()
+        if not self.workers_at_start:
+            raise ClusterFault(
+                f"the Dask scheduler {self.client.scheduler.address} has no workers: start some "
+                "(dask worker ADDRESS) or leave the scheduler empty for a LocalCluster"
+            )
+
+    def _worker_ids(self) -> frozenset[str]:
+        # a worker restarted by its nanny comes back with a new id (and usually a new address)
+        return frozenset(info["id"] for info in self.client.scheduler_info(n_workers=-1)["workers"].values())
+
+    def verify(self) -> None:
+        """Raise `ClusterFault` when a worker present at the start has left the cluster."""
+        lost = self.workers_at_start - self._worker_ids()
+        if lost:
+            raise ClusterFault(
+                f"{len(lost)} of {len(self.workers_at_start)} Dask workers left the cluster during the run "
+                f"({', '.join(sorted(lost))}); nothing was registered: check the workers' logs and rerun"
+            )
+
+    def build_features(
+        self, declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables
+    ) -> pd.DataFrame:
+        """`training.backtest.build_features` on the cluster: the same values, row for row."""
+        from distributed import wait
+
+        started = time.perf_counter()
+        client = self.client
+        declarations_f = client.scatter(declarations, broadcast=True, hash=False)
+        seizures_f = client.scatter(seizures, hash=False)
+        history_f = client.submit(History.build, declarations_f, seizures_f, reference, pure=False)
+        wait(history_f)
+        bounds = range(0, len(declarations), self.chunk_rows)
+        futures = [
+            client.submit(
+                _chunk_features,
+                declarations_f,
+                history_f,
+                reference,
+                start,
+                min(start + self.chunk_rows, len(declarations)),
+                pure=False,
+            )
+            for start in bounds
+        ]
+        parts = client.gather(futures)  # raises the first task's error: never a partial result
+        features = pd.concat(parts) if parts else compute_features(declarations, History(), reference)
+        if len(features) != len(declarations) or not features.index.equals(declarations.index):
+            raise ClusterFault(
+                f"the cluster returned features for {len(features):,} of {len(declarations):,} declarations"
+            )
+        self.verify()
+        self.timings["features_seconds"] = time.perf_counter() - started
+        return features
+
+    def fit(
+        self,
+        train_features: pd.DataFrame,
+        train_labels: np.ndarray,
+        validation_features: pd.DataFrame,
+        validation_labels: np.ndarray,
+        categorical: tuple[str, ...],
+        params: BoosterParams,
+        train_weights: np.ndarray | None = None,
+    ) -> lgb.Booster:
+        """`models.estimator.fit_booster` on the cluster: fixed rounds, best round on validation.
+
+        Returns the local booster cut to the round with the highest average precision on
+        the validation window.
+        """
+        import dask.dataframe as dd
+        from distributed import wait
+        from lightgbm.dask import DaskLGBMClassifier
+
+        started = time.perf_counter()
+        n_workers = len(self.workers_at_start)
+        # Rows by position, so features, labels and weights split into the same partitions.
+        rows = pd.RangeIndex(len(train_features))
+        x = dd.from_pandas(train_features.set_axis(rows), npartitions=n_workers)
+        y = dd.from_pandas(pd.Series(train_labels.astype(np.int64), index=rows), npartitions=n_workers)
+        w = (
+            None
+            if train_weights is None
+            else dd.from_pandas(pd.Series(train_weights, index=rows, dtype=np.float64), npartitions=n_workers)
+        )
+        x, y, w = self.client.persist([x, y, w]) if w is not None else (*self.client.persist([x, y]), None)
+        wait([c for c in (x, y, w) if c is not None])
+        settings = params.lightgbm()
+        settings["num_threads"] = max(1, min(self.client.nthreads().values()))  # one process per worker slot
+        settings.pop("n_estimators", None)
+        model = DaskLGBMClassifier(
+            client=self.client,
+            n_estimators=params.max_rounds,
+            time_out=self.network_timeout_minutes,
+            **settings,
+        )
+        model.fit(x, y, sample_weight=w, categorical_feature=list(categorical))
+        self.verify()
+        booster = model.to_local().booster_  # the local booster: the distributed estimator is never kept
+        self.rounds_trained = booster.current_iteration()
+        ap = validation_average_precision(booster, validation_features, validation_labels)
+        self.validation_average_precision = [float(v) for v in ap]
+        self.best_round = int(np.argmax(ap)) + 1  # the first round reaching the best value
+        self.timings["fit_seconds"] = time.perf_counter() - started
+        return truncated(booster, self.best_round)
+
+    def record(self) -> dict[str, object]:
+        """What the MLflow run keeps of the engine (`dask_fit.json`)."""
+        return {
+            "engine": self.name,
+            "workers": len(self.workers_at_start),
+            "rounds_trained": self.rounds_trained,
+            "best_round": self.best_round,
+            "best_round_rule": "highest average precision on the validation window (no early stopping on Dask)",
+            "validation_average_precision_by_round": self.validation_average_precision,
+            **self.timings,
+        }
+
+
+def validation_average_precision(
+    booster: lgb.Booster, features: pd.DataFrame, labels: np.ndarray
+) -> np.ndarray:
+    """Average precision on the validation window after each round (index k: k + 1 rounds).
+
+    Raw scores are sums of trees, so round k adds one tree's output to round k - 1's: one
+    pass over the trees, not one prediction per prefix.
+    """
+    matrix = np.ascontiguousarray(features.to_numpy(dtype=np.float64))
+    raw = np.zeros(len(matrix), dtype=np.float64)
+    out = np.empty(booster.current_iteration(), dtype=np.float64)
+    for k in range(len(out)):
+        raw += booster.predict(matrix, start_iteration=k, num_iteration=1, raw_score=True)
+        out[k] = average_precision_score(labels, raw)
+    return out
+
+
+def truncated(booster: lgb.Booster, rounds: int) -> lgb.Booster:
+    """A booster with only the first `rounds` rounds (what the registered model scores with)."""
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+
+
+@contextlib.contextmanager
+def dask_engine(
+    scheduler: str | None,
+    workers: int = 2,
+    chunk_rows: int = 100_000,
+    network_timeout_minutes: int = 10,
+) -> Iterator[DaskEngine]:
+    """A `DaskEngine` on the scheduler at `scheduler`, or on a LocalCluster of `workers` processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        yield DaskEngine(client, chunk_rows=chunk_rows, network_timeout_minutes=network_timeout_minutes)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
