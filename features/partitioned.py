@@ -247,8 +247,19 @@ def chunk_features(
 
 
 def assemble(parts: dict[str, list[pd.DataFrame]], index: pd.Index) -> pd.DataFrame:
-    """The feature frame (`FEATURE_SET.columns`, rows of `index`) from each family's partitions."""
-    columns = [pd.concat(frames).reindex(index) for frames in parts.values()]
+    """The feature frame (`FEATURE_SET.columns`, rows of `index`) from each family's partitions.
+
+    Raises `ValueError` unless every family holds every row of `index` exactly once.
+    """
+    columns = []
+    for family, frames in parts.items():
+        frame = pd.concat(frames)
+        if len(frame) != len(index) or not frame.index.sort_values().equals(index.sort_values()):
+            raise ValueError(
+                f"the {family} partitions hold {len(frame):,} rows for {len(index):,} declarations "
+                f"({frame.index.duplicated().sum():,} repeated)"
+            )
+        columns.append(frame.reindex(index))
     return pd.concat(columns, axis=1).loc[:, list(FEATURE_SET.columns)]
 
 

@@ -41,8 +41,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
-from features.definitions import compute_features
-from features.history import History
+from features.partitioned import (
+    ENTITY_KEYS,
+    assemble,
+    chunk_features,
+    chunk_history,
+    chunk_of,
+    chunk_totals,
+    entity_features,
+    linked_declarations,
+    prefix_totals,
+    time_cuts,
+)
 from features.reference import ReferenceTables
 from models.estimator import BoosterParams
 
@@ -51,13 +61,6 @@ log = logging.getLogger(__name__)
 
 class ClusterFault(RuntimeError):
     """The cluster lost a worker during the run: nothing is registered from it."""
-
-
-def _chunk_features(
-    declarations: pd.DataFrame, history: History, reference: ReferenceTables, start: int, stop: int
-) -> pd.DataFrame:
-    """Features of declarations[start:stop] against the whole history (runs on a worker)."""
-    return compute_features(declarations.iloc[start:stop], history, reference)
 
 
 @dataclass
@@ -102,34 +105,60 @@ class DaskEngine:
     def build_features(
         self, declarations: pd.DataFrame, seizures: pd.DataFrame, reference: ReferenceTables
     ) -> pd.DataFrame:
-        """`training.backtest.build_features` on the cluster: the same values, row for row."""
-        from distributed import wait
+        """`training.backtest.build_features` on the cluster: the same values, bit for bit.
+
+        The plan of `features.partitioned`: declarations shuffled by exporter and by
+        consignee (seizures broadcast), each partition running `History` and
+        `compute_features`; the low-cardinality aggregates per time chunk with the sums of
+        earlier chunks added as offsets.
+        """
+        import dask.dataframe as dd
+        from distributed import futures_of
 
         started = time.perf_counter()
         client = self.client
-        declarations_f = client.scatter(declarations, broadcast=True, hash=False)
-        seizures_f = client.scatter(seizures, hash=False)
-        history_f = client.submit(History.build, declarations_f, seizures_f, reference, pure=False)
-        wait(history_f)
-        bounds = range(0, len(declarations), self.chunk_rows)
-        futures = [
-            client.submit(
-                _chunk_features,
-                declarations_f,
-                history_f,
-                reference,
-                start,
-                min(start + self.chunk_rows, len(declarations)),
+        rows = declarations.reset_index(drop=True)
+        n_parts = max(len(self.workers_at_start), -(-len(rows) // self.chunk_rows))
+        seizures_f = client.scatter(seizures, broadcast=True, hash=False)
+        # the validated rows go to the workers once, as futures (not inside the task graph)
+        bounds = np.linspace(0, len(rows), n_parts + 1).astype(int)
+        pieces = client.scatter([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        frame = dd.from_delayed(pieces, meta=rows.iloc[:0], verify_meta=False)
+        pending: dict[str, list] = {}
+        for family, key in ENTITY_KEYS.items():
+            shuffled = frame.shuffle(on=key, npartitions=n_parts).persist()
+            pending[family] = client.map(
+                entity_features,
+                futures_of(shuffled),
+                seizures=seizures_f,
+                reference=reference,
+                family=family,
                 pure=False,
             )
-            for start in bounds
-        ]
-        parts = client.gather(futures)  # raises the first task's error: never a partial result
-        features = pd.concat(parts) if parts else compute_features(declarations, History(), reference)
-        if len(features) != len(declarations) or not features.index.equals(declarations.index):
-            raise ClusterFault(
-                f"the cluster returned features for {len(features):,} of {len(declarations):,} declarations"
+        cuts = time_cuts(rows["declared_at"], n_parts)
+        declaration_chunk = chunk_of(rows["declared_at"], cuts)
+        seizure_chunk = chunk_of(seizures["seized_at"], cuts)
+        chunks, histories = [], []
+        for k in range(len(cuts) + 1):
+            chunk = rows.loc[declaration_chunk == k]
+            seized = seizures.loc[seizure_chunk == k]
+            chunk_f, seized_f, linked_f = client.scatter(
+                [chunk, seized, linked_declarations(rows, seized, chunk)], hash=False
             )
+            chunks.append(chunk_f)
+            histories.append(client.submit(chunk_history, chunk_f, seized_f, linked_f, reference, pure=False))
+        totals = client.gather(client.map(chunk_totals, histories, pure=False))  # small: keys x chunks
+        offsets = prefix_totals(totals)
+        pending["chunk"] = client.map(
+            chunk_features, chunks, histories, offsets, [0, *cuts.tolist()], reference=reference, pure=False
+        )
+        # gather raises the first failed task's error: never a partial result
+        parts = {family: client.gather(futures) for family, futures in pending.items()}
+        try:
+            features = assemble(parts, rows.index)
+        except ValueError as exc:
+            raise ClusterFault(f"the cluster returned incomplete features: {exc}") from exc
+        features.index = declarations.index
         self.verify()
         self.timings["features_seconds"] = time.perf_counter() - started
         return features
