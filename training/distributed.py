@@ -113,7 +113,7 @@ class DaskEngine:
         earlier chunks added as offsets.
         """
         import dask.dataframe as dd
-        from distributed import futures_of
+        from distributed import futures_of, wait
 
         started = time.perf_counter()
         client = self.client
@@ -125,11 +125,14 @@ class DaskEngine:
         pieces = client.scatter([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         frame = dd.from_delayed(pieces, meta=rows.iloc[:0], verify_meta=False)
         pending: dict[str, list] = {}
-        for family, key in ENTITY_KEYS.items():
-            shuffled = frame.shuffle(on=key, npartitions=n_parts).persist()
+        shuffled = {
+            family: frame.shuffle(on=key, npartitions=n_parts).persist() for family, key in ENTITY_KEYS.items()
+        }
+        wait([f for collection in shuffled.values() for f in futures_of(collection)])
+        for family, collection in shuffled.items():
             pending[family] = client.map(
                 entity_features,
-                futures_of(shuffled),
+                futures_of(collection),
                 seizures=seizures_f,
                 reference=reference,
                 family=family,
@@ -154,6 +157,7 @@ class DaskEngine:
         )
         # gather raises the first failed task's error: never a partial result
         parts = {family: client.gather(futures) for family, futures in pending.items()}
+        del shuffled, pieces
         try:
             features = assemble(parts, rows.index)
         except ValueError as exc:
@@ -246,7 +250,9 @@ def validation_average_precision(
 
 def truncated(booster: lgb.Booster, rounds: int) -> lgb.Booster:
     """A booster with only the first `rounds` rounds (what the registered model scores with)."""
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+    cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+    cut.best_iteration = rounds  # as early stopping leaves it on the single-machine path
+    return cut
 
 
 @contextlib.contextmanager
