@@ -63,6 +63,11 @@ class ClusterFault(RuntimeError):
     """The cluster lost a worker during the run: nothing is registered from it."""
 
 
+def _worker_server_ids(dask_scheduler) -> list[str]:
+    """Runs on the scheduler: one unique id per worker process it knows."""
+    return [f"{ws.address} ({ws.server_id})" for ws in dask_scheduler.workers.values()]
+
+
 @dataclass
 class DaskEngine:
     """Features and fit on a Dask cluster, for `training.pipeline.train`.
@@ -90,8 +95,8 @@ class DaskEngine:
             )
 
     def _worker_ids(self) -> frozenset[str]:
-        # a worker restarted by its nanny comes back with a new id (and usually a new address)
-        return frozenset(info["id"] for info in self.client.scheduler_info(n_workers=-1)["workers"].values())
+        # a worker process restarted by its nanny keeps its name, sometimes its address, never its server id
+        return frozenset(self.client.run_on_scheduler(_worker_server_ids))
 
     def verify(self) -> None:
         """Raise `ClusterFault` when a worker present at the start has left the cluster."""
@@ -126,7 +131,8 @@ class DaskEngine:
         frame = dd.from_delayed(pieces, meta=rows.iloc[:0], verify_meta=False)
         pending: dict[str, list] = {}
         shuffled = {
-            family: frame.shuffle(on=key, npartitions=n_parts).persist() for family, key in ENTITY_KEYS.items()
+            family: frame.shuffle(on=key, npartitions=n_parts).persist()
+            for family, key in ENTITY_KEYS.items()
         }
         wait([f for collection in shuffled.values() for f in futures_of(collection)])
         for family, collection in shuffled.items():
@@ -274,7 +280,13 @@ def dask_engine(
         )
         client = Client(cluster)
     try:
-        yield DaskEngine(client, chunk_rows=chunk_rows, network_timeout_minutes=network_timeout_minutes)
+        engine = DaskEngine(client, chunk_rows=chunk_rows, network_timeout_minutes=network_timeout_minutes)
+        try:
+            yield engine
+        except Exception as exc:
+            if not isinstance(exc, ClusterFault):
+                engine.verify()  # a lost worker is the cause to report, not the futures it took along
+            raise
     finally:
         client.close()
         if cluster is not None:

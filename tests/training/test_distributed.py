@@ -137,7 +137,9 @@ def test_dask_model_scores_match_a_single_machine_model_of_the_same_rounds(dask_
     local_config = TrainingConfig(**{**config.model_dump(), "engine": "local"})
 
     def fixed_rounds(x_train, y_train, x_validation, y_validation, categorical, params, train_weights=None):
-        data = lgb.Dataset(x_train, label=y_train, weight=train_weights, categorical_feature=list(categorical))
+        data = lgb.Dataset(
+            x_train, label=y_train, weight=train_weights, categorical_feature=list(categorical)
+        )
         return lgb.train(params.lightgbm(), data, num_boost_round=rounds)
 
     windows = default_windows(declarations["declared_at"], config.label_window_days, config.test_days)
@@ -161,13 +163,16 @@ def test_dask_model_scores_match_a_single_machine_model_of_the_same_rounds(dask_
 def test_worker_killed_mid_run_registers_nothing(cluster, dask_trained) -> None:
     """SIGKILL one worker process while the run computes: the run fails, the registry is unchanged."""
     from training.config import TrainingConfig
+    from training.distributed import ClusterFault
     from training.pipeline import train
 
     local, client = cluster
     config, first = dask_trained
     mlflow.set_tracking_uri(config.tracking_uri)
     registry = MlflowClient()
-    versions_before = {v.version for v in registry.search_model_versions(f"name='{config.registered_model}'")}
+    versions_before = {
+        str(v.version) for v in registry.search_model_versions(f"name='{config.registered_model}'")
+    }
     champion_before = registry.get_model_version_by_alias(config.registered_model, "champion").version
     pids = client.run(os.getpid)
     killed: list[str] = []
@@ -187,12 +192,14 @@ def test_worker_killed_mid_run_registers_nothing(cluster, dask_trained) -> None:
     rerun = TrainingConfig(**{**config.model_dump(), "seed": config.seed + 1})
     with ThreadPoolExecutor(max_workers=1) as pool:
         run = pool.submit(train, rerun)
-        with pytest.raises(Exception) as failure:  # noqa: B017 - whatever Dask raises, it must raise
+        with pytest.raises(ClusterFault, match="left the cluster during the run") as failure:
             run.result(timeout=300)
     killer.join(timeout=5)
     assert killed, "no task was running to kill a worker under"
-    print(f"run failed with {type(failure.value).__name__}: {failure.value}")
-    versions_after = {v.version for v in registry.search_model_versions(f"name='{config.registered_model}'")}
+    print(f"run failed: {failure.value} (from {type(failure.value.__context__).__name__})")
+    versions_after = {
+        str(v.version) for v in registry.search_model_versions(f"name='{config.registered_model}'")
+    }
     assert versions_after == versions_before
     assert registry.get_model_version_by_alias(config.registered_model, "champion").version == champion_before
     assert first.model_version in versions_after
