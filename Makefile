@@ -72,6 +72,14 @@ $(DECLARATIONS) $(SEIZURES):
 train: $(STAMP) $(DECLARATIONS) ## Fit, evaluate against baselines, log to MLflow, register, promote (@champion)
 	$(BIN)/python -m training train --declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
 
+SCHEDULER ?=
+DASK_WORKERS ?= 2
+
+.PHONY: train-dask
+train-dask: $(STAMP) $(DECLARATIONS) ## As make train, features and fit on Dask (SCHEDULER=tcp://host:8786; empty: a LocalCluster of DASK_WORKERS)
+	$(BIN)/python -m training train --engine dask $(if $(SCHEDULER),--scheduler $(SCHEDULER),--workers $(DASK_WORKERS)) \
+		--declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS))
+
 .PHONY: backtest
 backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)
 	$(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
@@ -103,6 +111,10 @@ mlflow-server: $(STAMP) ## Shared MLflow tracking server on PostgreSQL (MLFLOW_B
 .PHONY: bench-train
 bench-train: $(STAMP) ## Wall time and peak memory of features and training at 1M declarations
 	$(BIN)/python -m benchmarks.train --rows 1000000
+
+.PHONY: bench-train-dask
+bench-train-dask: $(STAMP) ## Features and fit at ROWS declarations: one process against Dask (SCHEDULER or a LocalCluster)
+	$(BIN)/python -m benchmarks.train_dask --rows $(ROWS) --workers $(DASK_WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run

@@ -86,6 +86,9 @@ def train(
     scheduler: str | None = typer.Option(
         None, help="Dask scheduler address (tcp://host:8786) for --engine dask; none: a LocalCluster."
     ),
+    workers: int | None = typer.Option(
+        None, help="Worker processes of the LocalCluster started for --engine dask without --scheduler."
+    ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
     from features.validation import ContractError
@@ -102,6 +105,7 @@ def train(
         max_reject_share=max_reject_share,
         engine=engine,
         dask_scheduler=scheduler or None,
+        dask_workers=workers,
     )
     try:
         run(settings)
