@@ -5,10 +5,10 @@
 calibration, evaluation against baselines, MLflow record, registration and promotion. Two
 steps run on the cluster instead of in the driver process:
 
-- **features**: the same `features.definitions.compute_features`, called on the workers
-  for chunks of declarations against a `features.history.History` indexed on a worker
-  and shared with the others. A declaration's features depend only on the history and on
-  the declaration itself, so chunks give exactly the single-machine values (tested).
+- **features**: the plan of `features.partitioned` (the existing `History` and
+  `compute_features` on declarations shuffled by exporter and by consignee, and on time
+  chunks with the sums of earlier chunks as offsets for the low-cardinality keys). The
+  values equal the single-machine ones bit for bit (tested).
 - **fit**: `lightgbm.dask.DaskLGBMClassifier` on the training window spread over the
   workers. It has no early stopping (LightGBM's Dask interface does not support it, and
   hangs are reported when it is set), so it trains `max_rounds` rounds; the best round is
@@ -17,15 +17,13 @@ steps run on the cluster instead of in the driver process:
 
 What is logged and registered is always the *local* booster (`to_local()`), never the
 distributed estimator. A run whose cluster lost a worker before registration fails
-(`ClusterFault`) and registers nothing: a lost worker can leave LightGBM's network
-half-built or hanging (lightgbm#5920, #3775), and a model that cannot say how it was
-fitted is not worth serving.
+(`ClusterFault`) and registers nothing: a lost worker takes scattered inputs with it and
+can leave LightGBM's network half-built or hanging (lightgbm#5920, #3775).
 
-Limits of this engine today (docs/scaling.md): the driver still reads and validates the
-contract files and holds the feature matrix (calibration, baselines, evaluation and the
-MLflow record need it), and every worker holds the whole history index. It spreads the
-CPU work of features and fit over machines; it does not yet let the history outgrow one
-machine's memory.
+Limits today (docs/training-dask.md): the driver still reads and validates the contract
+files and holds the feature matrix (calibration, baselines, evaluation and the MLflow
+record need it), and the seizures table is broadcast to every worker. The engine spreads
+the CPU work of features and fit over machines; the driver's memory is still the ceiling.
 """
 
 from __future__ import annotations
@@ -203,11 +201,11 @@ class DaskEngine:
             if train_weights is None
             else dd.from_pandas(pd.Series(train_weights, index=rows, dtype=np.float64), npartitions=n_workers)
         )
-        x, y, w = self.client.persist([x, y, w]) if w is not None else (*self.client.persist([x, y]), None)
+        x, y = self.client.persist([x, y])
+        w = None if w is None else self.client.persist(w)
         wait([c for c in (x, y, w) if c is not None])
         settings = params.lightgbm()
-        settings["num_threads"] = max(1, min(self.client.nthreads().values()))  # one process per worker slot
-        settings.pop("n_estimators", None)
+        settings["num_threads"] = max(1, min(self.client.nthreads().values()))  # a worker's own threads
         model = DaskLGBMClassifier(
             client=self.client,
             n_estimators=params.max_rounds,
