@@ -207,3 +207,21 @@ def test_worker_killed_mid_run_registers_nothing(cluster, dask_trained) -> None:
     assert registry.get_model_version_by_alias(config.registered_model, "champion").version == champion_before
     assert first.model_version in versions_after
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def test_cli_selects_the_dask_engine_and_scheduler(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import training.pipeline
+    from training.cli import app
+
+    seen = []
+    monkeypatch.setattr(training.pipeline, "train", seen.append)
+    args = ["train", "--declarations", str(tmp_path / "d.parquet"), "--seizures", str(tmp_path / "s.parquet")]
+    result = CliRunner().invoke(app, [*args, "--engine", "dask", "--scheduler", "tcp://10.0.0.5:8786"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1].engine == "dask" and seen[-1].dask_scheduler == "tcp://10.0.0.5:8786"
+    assert CliRunner().invoke(app, [*args, "--engine", "dask", "--workers", "3"]).exit_code == 0
+    assert seen[-1].dask_scheduler is None and seen[-1].dask_workers == 3
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen[-1].engine == "local"
