@@ -115,7 +115,6 @@ class DaskEngine:
         `compute_features`; the low-cardinality aggregates per time chunk with the sums of
         earlier chunks added as offsets.
         """
-        import dask.dataframe as dd
         from distributed import futures_of, wait
 
         started = time.perf_counter()
@@ -123,10 +122,7 @@ class DaskEngine:
         rows = declarations.reset_index(drop=True)
         n_parts = max(len(self.workers_at_start), -(-len(rows) // self.chunk_rows))
         seizures_f = client.scatter(seizures, broadcast=True, hash=False)
-        # the validated rows go to the workers once, as futures (not inside the task graph)
-        bounds = np.linspace(0, len(rows), n_parts + 1).astype(int)
-        pieces = client.scatter([rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        frame = dd.from_delayed(pieces, meta=rows.iloc[:0], verify_meta=False)
+        frame, pieces = _scattered(client, rows, n_parts)
         pending: dict[str, list] = {}
         shuffled = {
             family: frame.shuffle(on=key, npartitions=n_parts).persist()
@@ -186,26 +182,21 @@ class DaskEngine:
         Returns the local booster cut to the round with the highest average precision on
         the validation window.
         """
-        import dask.dataframe as dd
-        from distributed import wait
         from lightgbm.dask import DaskLGBMClassifier
 
         started = time.perf_counter()
         n_workers = len(self.workers_at_start)
         # Rows by position, so features, labels and weights split into the same partitions.
         rows = pd.RangeIndex(len(train_features))
-        x = dd.from_pandas(train_features.set_axis(rows), npartitions=n_workers)
-        y = dd.from_pandas(pd.Series(train_labels.astype(np.int64), index=rows), npartitions=n_workers)
-        w = (
-            None
+        x, held = _scattered(self.client, train_features.set_axis(rows), n_workers)
+        y, held_y = _scattered(self.client, pd.Series(train_labels.astype(np.int64), index=rows), n_workers)
+        w, held_w = (
+            (None, [])
             if train_weights is None
-            else dd.from_pandas(pd.Series(train_weights, index=rows, dtype=np.float64), npartitions=n_workers)
+            else _scattered(self.client, pd.Series(train_weights, index=rows, dtype=np.float64), n_workers)
         )
-        x, y = self.client.persist([x, y])
-        w = None if w is None else self.client.persist(w)
-        wait([c for c in (x, y, w) if c is not None])
         settings = params.lightgbm()
-        settings["num_threads"] = max(1, min(self.client.nthreads().values()))  # a worker's own threads
+        settings.pop("num_threads")  # lightgbm.dask uses each worker's own thread count
         model = DaskLGBMClassifier(
             client=self.client,
             n_estimators=params.max_rounds,
@@ -213,6 +204,7 @@ class DaskEngine:
             **settings,
         )
         model.fit(x, y, sample_weight=w, categorical_feature=list(categorical))
+        del held, held_y, held_w
         self.verify()
         booster = model.to_local().booster_  # the local booster: the distributed estimator is never kept
         self.rounds_trained = booster.current_iteration()
@@ -233,6 +225,18 @@ class DaskEngine:
             "validation_average_precision_by_round": self.validation_average_precision,
             **self.timings,
         }
+
+
+def _scattered(client, frame: pd.DataFrame | pd.Series, parts: int) -> tuple[object, list]:
+    """`frame` as a Dask collection of `parts` row ranges sent to the workers once (not in the graph).
+
+    Returns the collection and the futures it is built on (keep them until it is computed).
+    """
+    import dask.dataframe as dd
+
+    bounds = np.linspace(0, len(frame), parts + 1).astype(int)
+    pieces = client.scatter([frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return dd.from_delayed(pieces, meta=frame.iloc[:0], verify_meta=False), pieces
 
 
 def validation_average_precision(
