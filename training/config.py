@@ -43,7 +43,8 @@ class TrainingConfig(BaseModel):
 
     seed: int = 42
     engine: Literal["local", "dask"] = Field(
-        "local", description="local: one process; dask: features and fit on a Dask cluster (docs/scaling.md)"
+        "local",
+        description="local: one process; dask: features and fit on a Dask cluster (docs/training-dask.md)",
     )
     dask_scheduler: str | None = Field(
         None, description="Dask scheduler address (tcp://host:8786); empty: a LocalCluster on this machine"
@@ -52,7 +53,9 @@ class TrainingConfig(BaseModel):
         2, gt=0, description="workers of the LocalCluster started when no scheduler is given"
     )
     dask_chunk_rows: int = Field(
-        100_000, gt=0, description="declarations per feature task on the cluster (one time chunk)"
+        100_000,
+        gt=0,
+        description="declarations per partition of each shuffle and per time chunk on the cluster",
     )
     dask_network_timeout_minutes: int = Field(
         10,
