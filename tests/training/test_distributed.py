@@ -225,3 +225,42 @@ def test_cli_selects_the_dask_engine_and_scheduler(monkeypatch, tmp_path) -> Non
     assert seen[-1].dask_scheduler is None and seen[-1].dask_workers == 3
     assert CliRunner().invoke(app, args).exit_code == 0
     assert seen[-1].engine == "local"
+
+
+def test_worker_lost_after_the_fit_still_registers_nothing(cluster, dask_trained, monkeypatch) -> None:
+    """Deterministic: a worker dies after the fit and evaluation, just before the MLflow record.
+
+    Dask would not notice (everything is on the driver by then); the engine's check does.
+    """
+    import training.pipeline
+    from training.config import TrainingConfig
+    from training.distributed import ClusterFault
+
+    _, client = cluster
+    config, _ = dask_trained
+    mlflow.set_tracking_uri(config.tracking_uri)
+    registry = MlflowClient()
+    client.wait_for_workers(2, timeout=60)
+    versions_before = {
+        str(v.version) for v in registry.search_model_versions(f"name='{config.registered_model}'")
+    }
+    champion_before = registry.get_model_version_by_alias(config.registered_model, "champion").version
+    print_comparison = training.pipeline.print_comparison
+
+    def compare_then_lose_a_worker(result) -> None:
+        print_comparison(result)
+        address, pid = next(iter(client.run(os.getpid).items()))
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while address in client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    monkeypatch.setattr(training.pipeline, "print_comparison", compare_then_lose_a_worker)
+    with pytest.raises(ClusterFault, match="nothing was registered"):
+        training.pipeline.train(TrainingConfig(**{**config.model_dump(), "seed": config.seed + 2}))
+    versions_after = {
+        str(v.version) for v in registry.search_model_versions(f"name='{config.registered_model}'")
+    }
+    assert versions_after == versions_before
+    assert registry.get_model_version_by_alias(config.registered_model, "champion").version == champion_before
+    client.wait_for_workers(2, timeout=60)
