@@ -118,8 +118,9 @@ BENCH_TRAIN_ROWS = $(if $(filter command line environment,$(origin ROWS)),$(ROWS
 TRAIN_ENV := MALLOC_MMAP_THRESHOLD_=65536 OMP_WAIT_POLICY=passive
 
 .PHONY: bench-train
-bench-train: $(STAMP) ## Seconds, peak RSS and rows/s per training step at ROWS declarations (default 1M; data cached in data/bench)
-	$(TRAIN_ENV) $(BIN)/python -m benchmarks.train --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench
+bench-train: $(STAMP) ## Seconds, peak RSS and rows/s per training step at ROWS declarations, and time against the previous release's fit (PREVIOUS=0 skips it)
+	$(TRAIN_ENV) $(BIN)/python -m benchmarks.train --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench \
+		$(if $(filter 0,$(PREVIOUS)),--no-previous,--previous)
 
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.previous_release import PREVIOUS_RELEASE, previous_columns, previous_config
+
 #: Kinds of history: the generator's default, its drift option, and generator presets by name.
 DEFAULT_KINDS: tuple[str, ...] = ("default", "drift", "adversarial")
 #: Methods compared (FitResult names).
@@ -77,9 +79,8 @@ class RobustnessReport:
         model = self.records.loc[self.records["method"] == "lightgbm"]
         full = model.loc[model["variant"] == ALL_FEATURES].set_index(["kind", "seed"])
         rows = []
-        for (kind, variant), part in model.loc[model["variant"] != ALL_FEATURES].groupby(
-            ["kind", "variant"], sort=False
-        ):
+        ablated = model.loc[model["variant"].str.startswith("without ")]
+        for (kind, variant), part in ablated.groupby(["kind", "variant"], sort=False):
             paired = part.set_index(["kind", "seed"])
             row: dict[str, object] = {
                 "kind": kind,
@@ -93,16 +94,51 @@ class RobustnessReport:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def kind_table(self, kind: str) -> pd.DataFrame:
+        """One kind's rows: each method with all features, then the previous release's model."""
+        summary = self.summary()
+        part = summary.loc[summary["kind"] == kind]
+        current = part.loc[part["variant"] == ALL_FEATURES]
+        previous = part.loc[(part["variant"] == PREVIOUS_RELEASE) & (part["method"] == "lightgbm")]
+        previous = previous.assign(method=PREVIOUS_RELEASE)
+        return pd.concat([current, previous], ignore_index=True)
+
+    def gain_over_previous(self) -> pd.DataFrame:
+        """Per kind: the model minus the previous release's model (paired by seed, mean and std)."""
+        model = self.records.loc[self.records["method"] == "lightgbm"]
+        rows = []
+        for kind, part in model.groupby("kind", sort=False):
+            full = part.loc[part["variant"] == ALL_FEATURES].set_index("seed")
+            before = part.loc[part["variant"] == PREVIOUS_RELEASE].set_index("seed")
+            seeds = full.index.intersection(before.index)
+            if len(seeds) == 0:
+                continue
+            row: dict[str, object] = {"kind": kind, "seeds": len(seeds)}
+            for _, metric in SHOWN:
+                gain = full.loc[seeds, metric] - before.loc[seeds, metric]
+                row[f"{metric}_mean"] = float(gain.mean())
+                row[f"{metric}_std"] = float(gain.std(ddof=1)) if len(gain) > 1 else 0.0
+            rows.append(row)
+        return pd.DataFrame(rows)
+
     def markdown(self) -> str:
         """The summary (and family gains, when measured) as markdown tables."""
         lines = []
-        summary = self.summary()
-        for kind, part in summary.loc[summary["variant"] == ALL_FEATURES].groupby("kind", sort=False):
+        for kind in self.records["kind"].unique():
+            part = self.kind_table(kind)
             lines += [f"### {kind} ({int(part['seeds'].iloc[0])} seeds)", ""]
             lines += ["| method | " + " | ".join(t for t, _ in SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
             for _, row in part.iterrows():
                 cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN]
                 lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+            lines.append("")
+        over = self.gain_over_previous()
+        if not over.empty:
+            lines += ["### The model minus the previous release's model (paired by seed)", ""]
+            lines += ["| kind | " + " | ".join(t for t, _ in SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
+            for _, row in over.iterrows():
+                cells = [f"{row[f'{m}_mean']:+.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN]
+                lines.append(f"| {row['kind']} | " + " | ".join(cells) + " |")
             lines.append("")
         gains = self.family_gains()
         if not gains.empty:
@@ -209,15 +245,16 @@ def evaluate_history(
     config = TrainingConfig(trials=settings.trials, booster=settings.booster)
     bounds = default_windows(declarations["declared_at"], config.label_window_days, config.test_days)
     test_from, train_until, test_to = bounds
-    variants: dict[str, tuple[str, ...] | None] = {ALL_FEATURES: None}
+    variants: dict[str, tuple[str, ...] | None] = {ALL_FEATURES: None, PREVIOUS_RELEASE: previous_columns()}
     if settings.ablation:
         for family, columns in families.items():
             variants[f"without {family}"] = tuple(c for c in FEATURE_SET.columns if c not in set(columns))
     records = []
     for variant, columns in variants.items():
         began = time.perf_counter()
+        fit_config = previous_config(config) if variant == PREVIOUS_RELEASE else config
         result = fit_and_evaluate(
-            declarations, seizures, features, config, train_until, test_from, test_to, columns=columns
+            declarations, seizures, features, fit_config, train_until, test_from, test_to, columns=columns
         )
         results = {"lightgbm": result.metrics, **result.baselines}
         for method in METHODS if variant == ALL_FEATURES else ("lightgbm",):
@@ -310,8 +347,8 @@ def print_report(report: RobustnessReport) -> None:
     if report.records.empty:
         console.print("no history was evaluated")
     else:
-        summary = report.summary()
-        for kind, part in summary.loc[summary["variant"] == ALL_FEATURES].groupby("kind", sort=False):
+        for kind in report.records["kind"].unique():
+            part = report.kind_table(kind)
             table = Table(title=f"{kind}: test window, mean ± std over {int(part['seeds'].iloc[0])} seeds")
             table.add_column("method")
             for title, _ in SHOWN:
@@ -319,6 +356,17 @@ def print_report(report: RobustnessReport) -> None:
             for _, row in part.iterrows():
                 table.add_row(
                     row["method"], *(f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN)
+                )
+            console.print(table)
+        over = report.gain_over_previous()
+        if not over.empty:
+            table = Table(title="the model minus the previous release's model (paired by seed)")
+            table.add_column("kind")
+            for title, _ in SHOWN:
+                table.add_column(title, justify="right")
+            for _, row in over.iterrows():
+                table.add_row(
+                    row["kind"], *(f"{row[f'{m}_mean']:+.3f} ± {row[f'{m}_std']:.3f}" for _, m in SHOWN)
                 )
             console.print(table)
         gains = report.family_gains()

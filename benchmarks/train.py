@@ -1,11 +1,13 @@
 """`make bench-train`: wall time and peak memory of each step of training on one machine.
 
-`python -m benchmarks.train --rows 1000000 [--data-dir data/bench]`
+`python -m benchmarks.train --rows 1000000 [--data-dir data/bench] [--no-previous]`
 
 The synthetic history is generated once per size into ``<data-dir>/rows-<N>`` and reused;
 generation is reported on its own line, apart from features and training. Peak RSS is
 measured per step (Linux: the process's high-water mark is reset before each step), so a
-step's figure is the most memory the process held while that step ran.
+step's figure is the most memory the process held while that step ran. Unless
+``--no-previous``, the previous release's fit (`benchmarks.previous_release`) also runs on
+the same features, and the ratio of training times is printed.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def cached_history(data_dir: Path, rows: int, seed: int = 42) -> tuple[Path, flo
     return folder, time.perf_counter() - started
 
 
-def bench_train(rows: int, data_dir: Path) -> None:
+def bench_train(rows: int, data_dir: Path, compare_previous: bool = True) -> None:
     """Wall time, peak RSS and throughput of each training step at `rows` declarations."""
     from rich.console import Console
     from rich.table import Table
@@ -108,9 +110,26 @@ def bench_train(rows: int, data_dir: Path) -> None:
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
+    previous = None
+    if compare_previous:
+        from benchmarks.previous_release import previous_columns, previous_config
+
+        result = fit_and_evaluate(
+            declarations, seizures, features, previous_config(config), train_until, test_from, test_to,
+            columns=previous_columns(),
+        )  # fmt: skip
+        previous = steps.done(
+            f"(fit as the previous release: 1.1.0 columns, log-loss, one fit; "
+            f"{result.scorer.metadata['best_iteration']} trees, R@5% {result.metrics['recall_at_5pct']:.3f})",
+            rate=f"{int(result.train_mask.sum()):,} training rows",
+        )
+        del result
     result = fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
     steps.done(
-        "fit + calibrate + evaluate + baselines", rate=f"{int(result.train_mask.sum()):,} training rows"
+        f"fit + calibrate + evaluate + baselines ({config.trials} trials on the latest "
+        f"{config.search_rows or 'all'} training rows; {result.scorer.metadata['best_iteration']} trees, "
+        f"R@5% {result.metrics['recall_at_5pct']:.3f})",
+        rate=f"{int(result.train_mask.sum()):,} training rows",
     )
 
     table = Table(title=f"bench-train at {n:,} declarations (generation excluded)")
@@ -128,7 +147,7 @@ def bench_train(rows: int, data_dir: Path) -> None:
         table.add_row("(generate synthetic history)", "cached", "-", "-", str(folder))
     for name, seconds, peak, after, rate in steps.rows:
         table.add_row(name, f"{seconds:.1f}", f"{peak:.2f}", f"{after:.2f}", rate)
-    total = sum(row[1] for row in steps.rows[1:])
+    total = sum(row[1] for row in steps.rows[1:]) - (previous or 0.0)
     table.add_row(
         "features + training",
         f"{total:.1f}",
@@ -136,7 +155,14 @@ def bench_train(rows: int, data_dir: Path) -> None:
         "",
         f"{n / total:,.0f} declarations/s",
     )
-    Console().print(table)
+    Console(width=160).print(table)
+    if previous is not None:
+        before = total - steps.rows[-1][1] + previous
+        print(
+            f"training time against the previous release's fit, same run: {total:.1f} s / {before:.1f} s = "
+            f"{total / before:.2f}x (fit step alone {steps.rows[-1][1]:.1f} s / {previous:.1f} s = "
+            f"{steps.rows[-1][1] / previous:.2f}x)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("data/bench"),
         help="where generated histories are kept for reuse",
     )
+    parser.add_argument(
+        "--previous",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit as the previous release did, on the same features, and print the time ratio",
+    )
     args = parser.parse_args(argv)
-    bench_train(args.rows, args.data_dir)
+    bench_train(args.rows, args.data_dir, compare_previous=args.previous)
     return 0
 
 

@@ -80,6 +80,11 @@ def fit_booster(
     )
 
 
+#: Dataset settings. Binned once for every search trial, so no feature pre-filter tied to the
+#: first trial's `min_data_in_leaf` (a later trial with a smaller one would force a re-binning).
+_DATASET_PARAMS = {"verbosity": -1, "feature_pre_filter": False}
+
+
 def booster_datasets(
     train_features: pd.DataFrame,
     train_labels: np.ndarray,
@@ -95,7 +100,7 @@ def booster_datasets(
         weight=train_weights,
         categorical_feature=list(categorical),
         free_raw_data=False,
-        params={"verbosity": -1},
+        params=dict(_DATASET_PARAMS),
     )
     validation_set = lgb.Dataset(
         validation_features,
@@ -103,7 +108,7 @@ def booster_datasets(
         categorical_feature=list(categorical),
         reference=train_set,
         free_raw_data=False,
-        params={"verbosity": -1},
+        params=dict(_DATASET_PARAMS),
     )
     return train_set, validation_set
 

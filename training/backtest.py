@@ -22,6 +22,8 @@ from training.search import SearchResult, search_booster
 
 #: Quantiles of training-period scores kept with the model for score percentiles.
 _PERCENTILE_POINTS = 1001
+#: Training-period rows whose scores give the reference percentiles (evenly spaced when more).
+_QUANTILE_ROWS = 200_000
 
 
 @dataclass
@@ -119,8 +121,9 @@ def fit_and_evaluate(
     policy = InspectionPolicy.from_scores(
         validation_scores, config.red_rate, config.yellow_rate, config.mandatory_red_rules
     )
-    period_mask = train_mask | validation_mask
-    period_scores = calibration(_raw_scores(booster, features, period_mask, columns))
+    period_scores = calibration(
+        _raw_scores(booster, features, _evenly_spaced(train_mask | validation_mask, _QUANTILE_ROWS), columns)
+    )
     scorer = DiversionScorer(
         booster=booster,
         feature_names=tuple(columns),
@@ -176,6 +179,16 @@ def fit_and_evaluate(
 
 #: Rows per `Booster.predict` call when scoring a whole period (bounds the float64 copy).
 _PREDICT_ROWS = 500_000
+
+
+def _evenly_spaced(mask: np.ndarray, at_most: int) -> np.ndarray:
+    """`mask` thinned to at most `at_most` rows taken at even steps (all of them when fewer)."""
+    rows = np.flatnonzero(mask)
+    if len(rows) > at_most:
+        rows = rows[np.linspace(0, len(rows) - 1, at_most).round().astype(np.int64)]
+    thinned = np.zeros(len(mask), dtype=bool)
+    thinned[rows] = True
+    return thinned
 
 
 def _raw_scores(booster, features: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> np.ndarray:

@@ -48,10 +48,11 @@ class TrainingConfig(BaseModel):
         "2 = also without class weighting; more = seeded TPE proposals)",
     )
     search_rows: int | None = Field(
-        None,
+        100_000,
         gt=0,
-        description="cap on the training rows each search trial sees (the latest); the chosen settings are "
-        "refitted on the whole training window. None = every trial sees all of it",
+        description="cap on the training rows each search trial sees (the latest, nearest the validation "
+        "window); the chosen settings are then refitted once on the whole training window, so a search costs "
+        "about `trials` fits of this many rows plus one full fit. None = every trial sees all of it",
     )
     booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmarks.previous_release import PREVIOUS_RELEASE
 from benchmarks.robustness import (
     ALL_FEATURES,
     METHODS,
@@ -35,7 +36,16 @@ def test_harness_runs_on_a_tiny_history_with_ablation(tmp_path) -> None:
     assert set(records["kind"]) == {"default"} and set(records["seed"]) == {1, 2}
     full = records.loc[records["variant"] == ALL_FEATURES]
     assert len(full) == 2 * len(METHODS)
-    assert len(records) - len(full) == 2 * len(families)  # the model once per dropped family and seed
+    # the model once per dropped family and seed, and the previous release's model once per seed
+    assert len(records) - len(full) == 2 * (len(families) + 1)
+    previous = records.loc[records["variant"] == PREVIOUS_RELEASE]
+    assert list(previous["method"]) == ["lightgbm", "lightgbm"]
+    over = report.gain_over_previous().set_index("kind")
+    model_r5 = full.loc[full["method"] == "lightgbm"].set_index("seed")["recall_at_5pct"]
+    assert over.loc["default", "recall_at_5pct_mean"] == np.mean(
+        model_r5 - previous.set_index("seed")["recall_at_5pct"]
+    )
+    assert PREVIOUS_RELEASE in list(report.kind_table("default")["method"])
 
     summary = report.summary()
     shown = summary.loc[summary["variant"] == ALL_FEATURES]
@@ -53,6 +63,7 @@ def test_harness_runs_on_a_tiny_history_with_ablation(tmp_path) -> None:
     assert any("skipping kind 'no-such-preset'" in line for line in said)
     text = (tmp_path / "robustness.md").read_text()
     assert "### default (2 seeds)" in text and " ± " in text and "ablation" in text
+    assert "minus the previous release" in text
     assert (tmp_path / "records.csv").exists()
 
 
