@@ -79,7 +79,7 @@ train: $(STAMP) $(DECLARATIONS) ## Search (TRIALS) and fit on validation, evalua
 
 .PHONY: evaluate-robustness
 evaluate-robustness: $(STAMP) ## Model vs baselines over seeds and kinds of history, mean ± std (ROBUSTNESS_*, TRIALS; ABLATION=1)
-	$(BIN)/python -m benchmarks.robustness --seeds $(ROBUSTNESS_SEEDS) --rows $(ROBUSTNESS_ROWS) --kinds $(ROBUSTNESS_KINDS) \
+	$(TRAIN_ENV) $(BIN)/python -m benchmarks.robustness --seeds $(ROBUSTNESS_SEEDS) --rows $(ROBUSTNESS_ROWS) --kinds $(ROBUSTNESS_KINDS) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(ABLATION),--ablation) --out $(OUT)/robustness
 
 .PHONY: backtest
