@@ -24,11 +24,13 @@ def history(small_history):
     return tables.declarations, tables.seizures, features
 
 
-def _fit(declarations, seizures, features, seed: int = 42):
+def _fit(declarations, seizures, features, seed: int = 42, search_rows: int | None = None):
     from training.backtest import default_windows, fit_and_evaluate
     from training.config import TrainingConfig
 
-    config = TrainingConfig(trials=TRIALS, seed=seed, booster={"max_rounds": 60})  # fast: small fits
+    config = TrainingConfig(
+        trials=TRIALS, seed=seed, booster={"max_rounds": 60}, search_rows=search_rows
+    )  # fast: small fits
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
@@ -68,6 +70,36 @@ def test_search_compares_class_weighting_and_keeps_the_best_validation_trial(fir
     assert first_fit.scorer.booster.num_trees() >= best["best_iteration"] > 0
     for column in ("validation_recall_at_1pct", "validation_recall_at_2pct", "validation_recall_at_5pct"):
         assert trials[column].between(0, 1).all()
+
+
+def test_capped_trials_see_the_latest_rows_and_the_choice_is_refitted_on_all(history, first_fit) -> None:
+    from features.definitions import FEATURE_SET
+    from models.estimator import fit_booster
+    from training.labels import declaration_labels
+
+    declarations, seizures, features = history
+    n_train = int(first_fit.train_mask.sum())
+    assert n_train < 100_000  # the default cap leaves a small history's search alone (first_fit)
+    capped = _fit(declarations, seizures, features, search_rows=n_train // 3)
+    # the trials saw fewer rows: their validation figures differ from the uncapped search's
+    assert not _trials(capped)["validation_average_precision"].equals(
+        _trials(first_fit)["validation_average_precision"]
+    )
+    # the model is the chosen settings refitted on the whole training window
+    known = declaration_labels(
+        declarations, seizures, 180, known_before=pd.Timestamp(capped.windows.train_until)
+    )
+    columns = list(FEATURE_SET.columns)
+    train, validation = capped.train_mask, capped.validation_mask
+    refit = fit_booster(
+        features.loc[train, columns],
+        known.diverted[train],
+        features.loc[validation, columns],
+        known.diverted[validation],
+        FEATURE_SET.categorical,
+        capped.search.params,
+    )
+    assert capped.scorer.booster.model_to_string() == refit.model_to_string()
 
 
 def test_test_window_labels_never_reach_the_choice(history, first_fit) -> None:
