@@ -13,6 +13,10 @@ from models.estimator import fit_booster
 from training.backtest import _raw_scores
 from training.config import TrainingConfig
 from training.datasets import (
+    assemble_blocks,
+    block_bounds,
+    block_of,
+    build_features_by_blocks,
     build_features_lean,
     compact_declarations,
     features_in_chunks,
@@ -115,3 +119,39 @@ def test_a_booster_fitted_on_lean_features_predicts_exactly_as_on_plain_features
     everything = np.ones(len(declarations), dtype=bool)
     whole = plain_booster.predict(plain_features[columns].to_numpy(np.float64), raw_score=True)
     np.testing.assert_array_equal(_raw_scores(lean_booster, lean_features, everything, columns), whole)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 7])
+def test_features_by_time_blocks_equal_one_build(history_tables, plain_features, blocks: int):
+    """The Dask engine's plan, in one process: each block against what was known before it ends."""
+    declarations, seizures = history_tables
+    # the plan must attribute what a whole build does: a seizure reported before the
+    # declaration it names (a data-entry slip the contract admits) and seizures naming
+    # only an exporter or a consignee
+    seizures = seizures.copy()
+    named = seizures["declaration_id"].notna().to_numpy().nonzero()[0][-40:]
+    filed = declarations.set_index("declaration_id")["declared_at"]
+    early = filed.reindex(seizures["declaration_id"].iloc[named]).to_numpy() - pd.Timedelta(days=200)
+    seizures.loc[seizures.index[named], "seized_at"] = early
+    assert seizures["declaration_id"].isna().any()
+    reference = load_reference()
+    expected = compute_features(declarations, History.build(declarations, seizures, reference), reference)
+    _assert_identical(build_features_by_blocks(declarations, seizures, reference, blocks), expected)
+
+
+def test_time_blocks_split_the_declarations_evenly_and_cover_them():
+    declared_at = pd.Series(pd.date_range("2024-01-01", periods=1000, freq="h"))
+    ends = block_bounds(declared_at, 4)
+    assert len(ends) == 4 and (np.diff(ends) > 0).all()
+    counts = np.bincount(block_of(declared_at, ends))
+    assert counts.tolist() == [250, 250, 250, 250]
+    assert block_bounds(declared_at.iloc[:0], 4).size == 0
+
+
+def test_assembling_blocks_refuses_missing_or_repeated_rows(plain_features):
+    parts = [plain_features.iloc[:100], plain_features.iloc[100:]]
+    assert assemble_blocks(parts[::-1], plain_features.index).index.equals(plain_features.index)
+    with pytest.raises(ValueError, match="repeated"):
+        assemble_blocks([*parts, plain_features.iloc[:1]], plain_features.index)
+    with pytest.raises(ValueError, match="rows for"):
+        assemble_blocks(parts[1:], plain_features.index)
