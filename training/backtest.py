@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -66,13 +68,15 @@ def fit_and_evaluate(
     inspections: pd.DataFrame | None = None,
     columns: tuple[str, ...] | None = None,
     progress=None,
+    refit: Callable[..., lgb.Booster] | None = None,
 ) -> FitResult:
     """Train on what was known before `train_until`; evaluate once on [test_from, test_to).
 
     The booster is chosen by `training.search` on the validation window (`config.trials`
     fits). `columns` restricts the model and logistic regression to some feature columns
     (an ablation, e.g. `features.definitions.columns_without(("network",))`); the red-flag
-    rules always read the features they need.
+    rules always read the features they need. `refit` refits the chosen settings on the
+    whole training window (`training.search.search_booster`; the Dask engine's cluster fit).
 
     With an inspections table: inspections that found a seizure are positives; declarations
     with neither a seizure nor an inspection on record are unknown rather than clean, and
@@ -113,6 +117,7 @@ def fit_and_evaluate(
         train_weights=None if weights is None else weights[train_mask],
         search_rows=config.search_rows,
         progress=progress,
+        refit=refit,
     )
     booster = search.booster
     raw_validation = booster.predict(x_validation.to_numpy(dtype=np.float64), raw_score=True)

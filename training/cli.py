@@ -86,10 +86,20 @@ def train(
     trials: int | None = typer.Option(
         None, help="Fits in the seeded hyperparameter search on the validation window (default 6)."
     ),
+    engine: str | None = typer.Option(
+        None, help="local (one process, the default) or dask (features and the final fit on a Dask cluster)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler address (tcp://host:8786) for --engine dask; none: a LocalCluster."
+    ),
+    workers: int | None = typer.Option(
+        None, help="Worker processes of the LocalCluster started for --engine dask without --scheduler."
+    ),
 ) -> None:
     """Fit, evaluate against baselines, log to MLflow, register, and promote by alias."""
     from features.validation import ContractError
     from training.config import TrainingConfig
+    from training.distributed import ClusterFault
     from training.pipeline import train as run
 
     settings = TrainingConfig.load(
@@ -100,10 +110,13 @@ def train(
         seed=seed,
         max_reject_share=max_reject_share,
         trials=trials,
+        engine=engine,
+        dask_scheduler=scheduler or None,
+        dask_workers=workers,
     )
     try:
         run(settings)
-    except (ContractError, ValueError) as exc:
+    except (ContractError, ValueError, ClusterFault) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
 

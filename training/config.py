@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +54,27 @@ class TrainingConfig(BaseModel):
         description="cap on the training rows each search trial sees (the latest, nearest the validation "
         "window); the chosen settings are then refitted once on the whole training window, so a search costs "
         "about `trials` fits of this many rows plus one full fit. None = every trial sees all of it",
+    )
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description="local: one process; dask: features and the final fit on a Dask cluster "
+        "(docs/training-dask.md)",
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); empty: a LocalCluster on this machine"
+    )
+    dask_workers: int = Field(
+        2, gt=0, description="worker processes of the LocalCluster started when no scheduler is given"
+    )
+    dask_blocks: int = Field(
+        0,
+        ge=0,
+        description="time blocks of the feature step on the cluster, one task each (0: one per worker)",
+    )
+    dask_network_timeout_minutes: int = Field(
+        10,
+        gt=0,
+        description="LightGBM's socket time-out between workers (time_out), so a lost peer fails the fit",
     )
     booster: dict = Field(default_factory=dict, description="overrides of models.estimator.BoosterParams")
 

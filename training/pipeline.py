@@ -57,8 +57,37 @@ def configure_tracking(tracking_uri: str, experiment: str) -> str:
     return found.experiment_id if found else mlflow.create_experiment(experiment)
 
 
+class LocalEngine:
+    """Features and fit in this process (`config.engine == "local"`)."""
+
+    name = "local"
+    build_features = staticmethod(build_features)
+    refit = None  # the search's own fit (`training.search`)
+
+    def verify(self) -> None:
+        """Nothing can be lost between fitting and registering in one process."""
+
+    def record(self) -> dict[str, object]:
+        return {"engine": self.name}
+
+
 def train(config: TrainingConfig) -> TrainOutcome:
-    """The whole training job on the configured contract files."""
+    """The whole training job on the configured contract files, on the configured engine."""
+    if config.engine == "dask":
+        from training.distributed import dask_engine
+
+        with dask_engine(
+            config.dask_scheduler,
+            workers=config.dask_workers,
+            blocks=config.dask_blocks,
+            network_timeout_minutes=config.dask_network_timeout_minutes,
+        ) as engine:
+            return _train(config, engine)
+    return _train(config, LocalEngine())
+
+
+def _train(config: TrainingConfig, engine) -> TrainOutcome:
+    """`train` with features and the final fit on `engine` (`LocalEngine` or `training.distributed.DaskEngine`)."""
     started = time.perf_counter()
     tables = load_contract_tables(
         config.declarations,
@@ -71,8 +100,10 @@ def train(config: TrainingConfig) -> TrainOutcome:
     console.print(f"[bold]contract[/]: {tables.report.summary()}")
     reference = load_reference()
     t0 = time.perf_counter()
-    features = build_features(declarations, seizures, reference)
-    console.print(f"features: {len(features):,} declarations in {time.perf_counter() - t0:.1f}s")
+    features = engine.build_features(declarations, seizures, reference)
+    console.print(
+        f"features ({engine.name}): {len(features):,} declarations in {time.perf_counter() - t0:.1f}s"
+    )
     test_from, train_until, test_to = default_windows(
         declarations["declared_at"], config.label_window_days, config.test_days
     )
@@ -87,9 +118,11 @@ def train(config: TrainingConfig) -> TrainOutcome:
         test_to,
         inspections=tables.inspections,
         progress=lambda text: console.print(f"  {text}"),
+        refit=engine.refit,
     )
     print_search(result)
     print_comparison(result)
+    engine.verify()  # before anything is logged: a run that lost a worker records nothing
 
     experiment_id = configure_tracking(config.tracking_uri, config.experiment)
     with mlflow.start_run(
@@ -98,6 +131,8 @@ def train(config: TrainingConfig) -> TrainOutcome:
         _log_run(config, declarations, seizures, features, result, tables.report.summary())
         log_search(result, experiment_id)
         log_contract_report(tables.report)
+        mlflow.log_dict(engine.record(), "engine.json")
+        engine.verify()
         version, digests = _log_and_register(config, result, features)
         alias, reason = promote(config, version, result, features, declarations, seizures)
         mlflow.set_tags({"promotion.alias": alias, "promotion.reason": reason})

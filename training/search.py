@@ -12,6 +12,7 @@ booster (LightGBM runs deterministic, with a fixed seed and thread count).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import lightgbm as lgb
@@ -108,12 +109,16 @@ def search_booster(
     train_weights: np.ndarray | None = None,
     search_rows: int | None = None,
     progress=None,
+    refit: Callable[..., lgb.Booster] | None = None,
 ) -> SearchResult:
     """Run `trials` fits and keep the one with the best validation average precision.
 
     `search_rows` caps the training rows each trial sees (the latest ones, nearest the
     validation window); the chosen settings are then refitted on the whole training window.
-    `progress(text)` is called after each trial.
+    `progress(text)` is called after each trial. `refit` (`fit_booster`'s signature and
+    contract: a local booster whose `best_iteration`, or else all its trees, is the model)
+    always refits the chosen settings on the whole training window; the Dask engine passes
+    its cluster fit (`training.distributed`).
     """
     if trials < 1:
         raise ValueError(f"trials must be at least 1 (got {trials}); 1 fits today's settings only")
@@ -171,7 +176,12 @@ def search_booster(
 
     chosen_params: BoosterParams = best["params"]  # type: ignore[assignment]
     booster: lgb.Booster = best["booster"]  # type: ignore[assignment]
-    if start > 0:
+    if refit is not None:
+        booster = refit(
+            train_features, train_labels, validation_features, validation_labels, categorical, chosen_params,
+            train_weights=train_weights,
+        )  # fmt: skip
+    elif start > 0:
         booster = fit_booster(
             train_features, train_labels, validation_features, validation_labels, categorical, chosen_params,
             train_weights=train_weights,
