@@ -82,6 +82,14 @@ evaluate-robustness: $(STAMP) ## Model vs baselines over seeds and kinds of hist
 	$(TRAIN_ENV) $(BIN)/python -m benchmarks.robustness --seeds $(ROBUSTNESS_SEEDS) --rows $(ROBUSTNESS_ROWS) --kinds $(ROBUSTNESS_KINDS) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(ABLATION),--ablation) --out $(OUT)/robustness
 
+SCHEDULER ?=
+DASK_WORKERS ?= 2
+
+.PHONY: train-dask
+train-dask: $(STAMP) $(DECLARATIONS) ## As make train, features and the final fit on Dask (SCHEDULER=tcp://host:8786; empty: a LocalCluster of DASK_WORKERS)
+	$(TRAIN_ENV) $(BIN)/python -m training train --engine dask $(if $(SCHEDULER),--scheduler $(SCHEDULER),--workers $(DASK_WORKERS)) \
+		--declarations $(DECLARATIONS) --seizures $(SEIZURES) $(if $(INSPECTIONS),--inspections $(INSPECTIONS)) $(if $(TRIALS),--trials $(TRIALS))
+
 .PHONY: backtest
 backtest: $(STAMP) $(DECLARATIONS) ## Backtest (TRAIN_UNTIL, TEST_FROM, TEST_TO, OUT)
 	$(TRAIN_ENV) $(BIN)/python -m training backtest --declarations $(DECLARATIONS) --seizures $(SEIZURES) \
@@ -121,6 +129,11 @@ TRAIN_ENV := MALLOC_MMAP_THRESHOLD_=65536 OMP_WAIT_POLICY=passive
 bench-train: $(STAMP) ## Seconds, peak RSS and rows/s per training step at ROWS declarations, and time against the previous release's fit (PREVIOUS=0 skips it)
 	$(TRAIN_ENV) $(BIN)/python -m benchmarks.train --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench \
 		$(if $(filter 0,$(PREVIOUS)),--no-previous,--previous)
+
+.PHONY: bench-train-dask
+bench-train-dask: $(STAMP) ## Features and fit at ROWS declarations: one process against Dask (SCHEDULER or a LocalCluster of DASK_WORKERS)
+	$(TRAIN_ENV) $(BIN)/python -m benchmarks.train_dask --rows $(BENCH_TRAIN_ROWS) --data-dir data/bench \
+		--workers $(DASK_WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 .PHONY: bench-serve
 bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
