@@ -49,7 +49,7 @@ def bench_train_dask(rows: int, data_dir: Path, scheduler: str | None, workers: 
         declarations["declared_at"], config.label_window_days, config.test_days
     )
     bounds = (train_until, test_from, test_to)
-    console = Console()
+    console = Console(width=180)
 
     _reset_peak()
     started = time.perf_counter()
