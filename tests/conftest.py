@@ -22,25 +22,40 @@ def small_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, small_history: Path):
-    """`training.pipeline.train` on the small history, tracked in a private SQLite MLflow store."""
+def _private_training_config(folder: Path, history: Path, **settings):
+    """A `TrainingConfig` on `history` tracked in a private SQLite MLflow store under `folder`.
+
+    Artifacts go beside the store, not to ./mlruns of whatever directory pytest runs in.
+    """
     from mlflow.tracking import MlflowClient
 
     from training.config import TrainingConfig
-    from training.pipeline import train
 
-    folder = tmp_path_factory.mktemp("mlflow")
     config = TrainingConfig(
-        declarations=small_history / "declarations.parquet",
-        seizures=small_history / "seizures.parquet",
+        declarations=history / "declarations.parquet",
+        seizures=history / "seizures.parquet",
         output_dir=folder / "outputs",
         tracking_uri=f"sqlite:///{folder}/mlflow.db",
-        trials=3,  # a small search: two enqueued settings and one seeded proposal
+        **settings,
     )
-    # Artifacts beside the store, not in ./mlruns of whatever directory pytest runs in.
     MlflowClient(config.tracking_uri).create_experiment(
         config.experiment, artifact_location=(folder / "artifacts").as_uri()
     )
+    return config
+
+
+@pytest.fixture(scope="session")
+def private_training_config():
+    """`_private_training_config`, as a fixture (test modules cannot import conftest under importlib mode)."""
+    return _private_training_config
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, small_history: Path):
+    """`training.pipeline.train` on the small history, tracked in a private SQLite MLflow store."""
+    from training.pipeline import train
+
+    # a small search: two enqueued settings and one seeded proposal
+    config = _private_training_config(tmp_path_factory.mktemp("mlflow"), small_history, trials=3)
     outcome = train(config)
     return config, outcome

@@ -70,25 +70,18 @@ def test_dask_features_equal_single_machine_features(cluster, tmp_path_factory) 
 
 
 @pytest.fixture(scope="module")
-def dask_trained(cluster, small_history: Path, tmp_path_factory):
+def dask_trained(cluster, small_history: Path, tmp_path_factory, private_training_config):
     """`train` with engine=dask on the module's cluster, in a private MLflow store."""
-    from training.config import TrainingConfig
     from training.pipeline import train
 
     local, _ = cluster
-    folder = tmp_path_factory.mktemp("mlflow_dask")
-    config = TrainingConfig(
-        declarations=small_history / "declarations.parquet",
-        seizures=small_history / "seizures.parquet",
-        output_dir=folder / "outputs",
-        tracking_uri=f"sqlite:///{folder}/mlflow.db",
+    config = private_training_config(
+        tmp_path_factory.mktemp("mlflow_dask"),
+        small_history,
         engine="dask",
         dask_scheduler=local.scheduler_address,
         trials=2,
         booster={"max_rounds": ROUNDS},
-    )
-    MlflowClient(config.tracking_uri).create_experiment(
-        config.experiment, artifact_location=(folder / "artifacts").as_uri()
     )
     return config, train(config)
 
