@@ -129,20 +129,26 @@ def block_of(declared_at: pd.Series, ends: np.ndarray) -> np.ndarray:
     return np.searchsorted(ends, to_seconds(declared_at), side="right")
 
 
+def named_later(declarations: pd.DataFrame, seizures: pd.DataFrame, end_second: int) -> pd.DataFrame:
+    """Declarations filed at or after `end_second` that a seizure known before it names."""
+    seized = seizures.loc[to_seconds(seizures["seized_at"]) < end_second, "declaration_id"].dropna()
+    later = to_seconds(declarations["declared_at"]) >= end_second
+    return declarations.loc[later & declarations["declaration_id"].isin(seized).to_numpy()]
+
+
 def known_before(
     declarations: pd.DataFrame, seizures: pd.DataFrame, end_second: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows a history must hold to answer every declaration filed before `end_second`.
 
     Seizures known before the end, the declarations filed before it and the (later)
-    declarations those seizures name, so each seizure is attributed as in a whole build.
-    Everything else happened at or after the end, and a feature reads only what was known
-    strictly before its declaration's filing: it changes no answer for the block.
+    declarations those seizures name (`named_later`), so each seizure is attributed as in a
+    whole build. Everything else happened at or after the end, and a feature reads only
+    what was known strictly before its declaration's filing: it changes no answer for the block.
     """
+    filed = declarations.loc[to_seconds(declarations["declared_at"]) < end_second]
     seized = seizures.loc[to_seconds(seizures["seized_at"]) < end_second]
-    named = declarations["declaration_id"].isin(seized["declaration_id"].dropna())
-    filed = to_seconds(declarations["declared_at"]) < end_second
-    return declarations.loc[filed | named.to_numpy()], seized
+    return pd.concat([filed, named_later(declarations, seizures, end_second)]), seized
 
 
 def block_features(

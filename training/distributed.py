@@ -49,7 +49,7 @@ from sklearn.metrics import average_precision_score
 from features.events import to_seconds
 from features.reference import ReferenceTables
 from models.estimator import BoosterParams
-from training.datasets import assemble_blocks, block_bounds, block_features, block_of
+from training.datasets import assemble_blocks, block_bounds, block_features, block_of, named_later
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +117,9 @@ class DaskEngine:
         block = block_of(declared_at, ends)
         seizures_f = client.scatter(seizures, broadcast=True, hash=False)
         pieces = client.scatter([declarations.loc[block == k] for k in range(len(ends))], hash=False)
-        named = declarations["declaration_id"].isin(seizures["declaration_id"].dropna()).to_numpy()
-        seized_at = to_seconds(seizures["seized_at"])
         futures = []
         for k, end in enumerate(ends):
-            # later declarations named by seizures known before this block ends (a few rows)
-            seized_before = seizures.loc[seized_at < end, "declaration_id"].dropna()
-            later = declarations.loc[
-                named & (block > k) & declarations["declaration_id"].isin(seized_before).to_numpy()
-            ]
+            later = named_later(declarations, seizures, int(end))  # a few rows
             futures.append(
                 client.submit(
                     _block_task, pieces[: k + 1], later, seizures_f, int(end), reference, pure=False
