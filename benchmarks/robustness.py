@@ -41,6 +41,8 @@ SHOWN: tuple[tuple[str, str], ...] = (
     ("PR-AUC", "pr_auc"),
 )
 ALL_FEATURES = "all features"
+#: The kind of history written apart from the project's generator (`benchmarks.independent_history`).
+INDEPENDENT = "independent"
 #: Inspection rate of the ground-truth figures (recall of all diverted declarations, the ceiling).
 HEADROOM_RATE = 0.05
 HEADROOM_TITLE = "Recall at 5 % against its ceiling (ground truth, paired by seed)"
@@ -284,10 +286,27 @@ def generator_options(kind: str, write_history: Callable) -> tuple[dict[str, obj
     return {"preset": kind}, ""
 
 
+def history_writer(kind: str) -> tuple[Callable | None, dict[str, object], str]:
+    """The function that writes a kind of history, its keyword options, and why not when it cannot.
+
+    `independent` is the history written apart from the project's generator
+    (`benchmarks.independent_history`); every other kind is the project's generator.
+    """
+    if kind == INDEPENDENT:
+        from benchmarks.independent_history import write_independent_history
+
+        return write_independent_history, {}, ""
+    from training.synthetic import write_history
+
+    options, why = generator_options(kind, write_history)
+    return (None, {}, why) if options is None else (write_history, options, "")
+
+
 def evaluate_history(
     kind: str,
     seed: int,
     settings: RobustnessSettings,
+    write: Callable,
     options: dict[str, object],
     families: dict[str, tuple[str, ...]],
     say: Callable[[str], None] = print,
@@ -298,11 +317,9 @@ def evaluate_history(
     from features.validation import load_contract_tables
     from training.backtest import build_features, default_windows, fit_and_evaluate
     from training.config import TrainingConfig
-    from training.synthetic import write_history
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_history(
+        write(
             out_dir=folder, rows=settings.rows, years=settings.years, seed=seed, fmt="parquet", **options
         )
         tables = load_contract_tables(folder / "declarations.parquet", folder / "seizures.parquet")
@@ -421,19 +438,17 @@ def seed_bagging_gain(result, declarations, seizures, features, config, seeds: i
 
 def evaluate_robustness(settings: RobustnessSettings, say: Callable[[str], None] = print) -> RobustnessReport:
     """Every kind × seed (× dropped family); kinds the generator cannot produce are skipped with why."""
-    from training.synthetic import write_history
-
     families = feature_families()
     records: list[dict[str, object]] = []
     skipped: dict[str, str] = {}
     for kind in settings.kinds:
-        options, why = generator_options(kind, write_history)
-        if options is None:
+        write, options, why = history_writer(kind)
+        if write is None:
             say(f"skipping kind {kind!r}: {why}")
             skipped[kind] = why
             continue
         for seed in settings.seeds:
-            records += evaluate_history(kind, seed, settings, options, families, say)
+            records += evaluate_history(kind, seed, settings, write, options, families, say)
     report = RobustnessReport(records=pd.DataFrame(records), skipped=skipped)
     if settings.out is not None and records:
         settings.out.mkdir(parents=True, exist_ok=True)
