@@ -160,7 +160,12 @@ def fit_and_evaluate(
         "red_flag_rules": red_flag_scores(features.loc[test_mask, list(FEATURE_SET.columns)]),
     }
     numeric = tuple(c for c in columns if c not in categorical)
-    logistic = logistic_regression(categorical, numeric, config.seed).fit(x_train, y_train)
+    x_baseline, y_baseline = x_train, y_train
+    if config.baseline_rows is not None and len(y_train) > config.baseline_rows:
+        # the baseline's one-hot, imputed and scaled copies grow with its rows: a spread sample
+        kept = _evenly_spaced(np.ones(len(y_train), dtype=bool), config.baseline_rows)
+        x_baseline, y_baseline = x_train.loc[kept], y_train[kept]
+    logistic = logistic_regression(categorical, numeric, config.seed).fit(x_baseline, y_baseline)
     baseline_scores["logistic_regression"] = logistic.predict_proba(x_test)[:, 1]
     baselines = {
         name: evaluate_scores(scores, test_labels.diverted, test_labels.seized_kg)

@@ -55,6 +55,13 @@ class TrainingConfig(BaseModel):
         "window); the chosen settings are then refitted once on the whole training window, so a search costs "
         "about `trials` fits of this many rows plus one full fit. None = every trial sees all of it",
     )
+    baseline_rows: int | None = Field(
+        500_000,
+        gt=0,
+        description="cap on the training rows the logistic-regression baseline is fitted on (evenly spaced "
+        "over the training window); its one-hot, imputed and scaled copies grow with the rows it sees. "
+        "None = all of them",
+    )
     engine: Literal["local", "dask"] = Field(
         "local",
         description="local: one process; dask: features and the final fit on a Dask cluster "

@@ -151,3 +151,35 @@ def test_every_trial_is_a_child_run_and_the_parent_holds_the_choice(trained) -> 
     assert logged == {"search/trials.csv", "search/trials.md"}
     table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{outcome.run_id}/search/trials.csv"))
     assert len(table) == config.trials and table["chosen"].sum() == 1
+
+
+def test_the_baseline_is_fitted_on_a_spread_sample_of_capped_size(history, first_fit, monkeypatch) -> None:
+    import training.backtest as backtest
+    from training.backtest import default_windows, fit_and_evaluate
+    from training.config import TrainingConfig
+
+    declarations, seizures, features = history
+    seen: list[pd.DataFrame] = []
+    build = backtest.logistic_regression
+
+    def recording(*args, **kwargs):
+        pipeline = build(*args, **kwargs)
+        fit = pipeline.fit
+        pipeline.fit = lambda x, y: (seen.append(x), fit(x, y))[1]
+        return pipeline
+
+    monkeypatch.setattr(backtest, "logistic_regression", recording)
+    n_train = int(first_fit.train_mask.sum())
+    config = TrainingConfig(trials=1, booster={"max_rounds": 20}, baseline_rows=n_train // 4)
+    bounds = default_windows(declarations["declared_at"], config.label_window_days, config.test_days)
+    test_from, train_until, test_to = bounds
+    fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
+    config = config.model_copy(update={"baseline_rows": None})
+    fit_and_evaluate(declarations, seizures, features, config, train_until, test_from, test_to)
+    capped, whole = seen
+    assert len(capped) == n_train // 4 and len(whole) == n_train
+    # spread over the whole training window, not its start or end
+    train_times = declarations.loc[first_fit.train_mask, "declared_at"]
+    sample_times = declarations.loc[capped.index, "declared_at"]
+    assert sample_times.min() - train_times.min() < pd.Timedelta(days=7)
+    assert train_times.max() - sample_times.max() < pd.Timedelta(days=7)
