@@ -317,11 +317,10 @@ def evaluate_history(
     from features.validation import load_contract_tables
     from training.backtest import build_features, default_windows, fit_and_evaluate
     from training.config import TrainingConfig
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write(
-            out_dir=folder, rows=settings.rows, years=settings.years, seed=seed, fmt="parquet", **options
-        )
+        write(out_dir=folder, rows=settings.rows, years=settings.years, seed=seed, fmt="parquet", **options)
         tables = load_contract_tables(folder / "declarations.parquet", folder / "seizures.parquet")
         truth = ground_truth(folder, tables.declarations["declaration_id"])
     declarations, seizures = tables.declarations, tables.seizures
