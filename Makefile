@@ -23,7 +23,7 @@ TEST_TO ?= 2024-07-01
 TRIALS ?=
 ROBUSTNESS_SEEDS ?= 3
 ROBUSTNESS_ROWS ?= 100000
-ROBUSTNESS_KINDS ?= default,drift,adversarial
+ROBUSTNESS_KINDS ?= default,drift,adversarial,independent
 # The product's packages and the harness beside them (benchmarks, reliability, tests).
 LINT_PATHS := features models training serving benchmarks reliability tests
 

@@ -14,6 +14,7 @@ from benchmarks.robustness import (
     evaluate_robustness,
     feature_families,
     generator_options,
+    history_writer,
     reachable_recall,
     truth_recall,
 )
@@ -89,6 +90,16 @@ def test_kinds_map_to_generator_options() -> None:
     assert generator_options("adversarial", with_preset) == ({"preset": "adversarial"}, "")
     options, why = generator_options("adversarial", without_preset)
     assert options is None and "adversarial" in why
+
+
+def test_the_independent_kind_is_written_apart_from_the_project_generator() -> None:
+    from benchmarks.independent_history import write_independent_history
+    from training.synthetic import write_history
+
+    assert history_writer("independent") == (write_independent_history, {}, "")
+    assert history_writer("adversarial") == (write_history, {"preset": "adversarial"}, "")
+    write, _, why = history_writer("no-such-preset")
+    assert write is None and "no-such-preset" in why
 
 
 def test_feature_families_cover_every_column_once() -> None:
