@@ -124,17 +124,13 @@ class RobustnessReport:
 
     def gain_over_previous(self) -> pd.DataFrame:
         """Per kind: the model minus the previous release's model (paired by seed, mean and std)."""
-        model = self.records.loc[self.records["method"] == "lightgbm"]
         rows = []
-        for kind, part in model.groupby("kind", sort=False):
-            full = part.loc[part["variant"] == ALL_FEATURES].set_index("seed")
-            before = part.loc[part["variant"] == PREVIOUS_RELEASE].set_index("seed")
-            seeds = full.index.intersection(before.index)
-            if len(seeds) == 0:
-                continue
-            row: dict[str, object] = {"kind": kind, "seeds": len(seeds)}
+        for kind, full, before in _paired_with_previous(
+            self.records.loc[self.records["method"] == "lightgbm"]
+        ):
+            row: dict[str, object] = {"kind": kind, "seeds": len(full)}
             for _, metric in SHOWN:
-                gain = full.loc[seeds, metric] - before.loc[seeds, metric]
+                gain = full[metric] - before[metric]
                 row[f"{metric}_mean"] = float(gain.mean())
                 row[f"{metric}_std"] = float(gain.std(ddof=1)) if len(gain) > 1 else 0.0
             rows.append(row)
@@ -151,13 +147,7 @@ class RobustnessReport:
             subset=["reachable_recall_at_5pct"]
         )
         rows = []
-        for kind, part in model.groupby("kind", sort=False):
-            full = part.loc[part["variant"] == ALL_FEATURES].set_index("seed")
-            before = part.loc[part["variant"] == PREVIOUS_RELEASE].set_index("seed")
-            seeds = full.index.intersection(before.index)
-            if len(seeds) == 0:
-                continue
-            full, before = full.loc[seeds], before.loc[seeds]
+        for kind, full, before in _paired_with_previous(model):
             columns = {
                 "reachable": full["reachable_recall_at_5pct"],
                 "previous": before["recall_at_5pct"],
@@ -168,7 +158,7 @@ class RobustnessReport:
                 "truth_previous": before["truth_recall_at_5pct"],
                 "truth_model": full["truth_recall_at_5pct"],
             }
-            row: dict[str, object] = {"kind": kind, "seeds": len(seeds)}
+            row: dict[str, object] = {"kind": kind, "seeds": len(full)}
             for name, values in columns.items():
                 row[f"{name}_mean"] = float(values.mean())
                 row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -230,6 +220,17 @@ class RobustnessReport:
         for kind, why in self.skipped.items():
             lines.append(f"- {kind}: skipped ({why})")
         return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _paired_with_previous(model: pd.DataFrame):
+    """Per kind: the model's records with all features and the previous release's, indexed by
+    seed, on the seeds both have (kinds without any are left out)."""
+    for kind, part in model.groupby("kind", sort=False):
+        full = part.loc[part["variant"] == ALL_FEATURES].set_index("seed")
+        before = part.loc[part["variant"] == PREVIOUS_RELEASE].set_index("seed")
+        seeds = full.index.intersection(before.index)
+        if len(seeds):
+            yield kind, full.loc[seeds], before.loc[seeds]
 
 
 def _signed(row: pd.Series, name: str) -> str:
