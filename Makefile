@@ -121,9 +121,11 @@ mlflow-server: $(STAMP) ## Shared MLflow tracking server on PostgreSQL (MLFLOW_B
 #: bench-train measures 1,000,000 declarations unless ROWS is given (make bench-train ROWS=10000000).
 BENCH_TRAIN_ROWS = $(if $(filter command line environment,$(origin ROWS)),$(ROWS),1000000)
 #: glibc: a fixed mmap threshold gives freed feature arrays back to the system at once.
-#: OpenMP (LightGBM): idle threads sleep instead of spinning; on a busy machine spinning
-#: threads take the cores the working ones need (the fit is ~10x slower). Same model.
-TRAIN_ENV := MALLOC_MMAP_THRESHOLD_=65536 OMP_WAIT_POLICY=passive
+#: OpenMP (LightGBM): an idle thread spins 10,000 times, then sleeps. Spinning long (the
+#: default) lets waiting threads take the cores the working ones need on a busy machine (fit
+#: 2.1x slower than sleeping at once); sleeping at once wakes them too late on an idle one
+#: (1.2x slower). docs/benchmarks.md has the figures. Same model either way.
+TRAIN_ENV := MALLOC_MMAP_THRESHOLD_=65536 GOMP_SPINCOUNT=10000
 
 .PHONY: bench-train
 bench-train: $(STAMP) ## Seconds, peak RSS and rows/s per training step at ROWS declarations, and time against the previous release's fit (PREVIOUS=0 skips it)

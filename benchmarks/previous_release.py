@@ -23,7 +23,12 @@ def previous_columns() -> tuple[str, ...]:
 
 
 def previous_config(config: TrainingConfig) -> TrainingConfig:
-    """`config` fitted as the previous release did: one fit, early stopping on log-loss."""
+    """`config` fitted as the previous release did: one fit, early stopping on log-loss
+    evaluated every round."""
     return config.model_copy(
-        update={"trials": 1, "search_rows": None, "booster": {**config.booster, "metric": "binary_logloss"}}
+        update={
+            "trials": 1,
+            "search_rows": None,
+            "booster": {**config.booster, "metric": "binary_logloss", "eval_every": 1},
+        }
     )
