@@ -7,7 +7,9 @@ This module only *describes* the tables. Reading and validating files lives in
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 TRANSPORT_MODES: tuple[str, ...] = ("SEA", "AIR", "COURIER", "POST", "ROAD", "RAIL")
 QUANTITY_UNITS: tuple[str, ...] = ("KGM", "LTR", "NOS", "GRM", "MLT", "TNE", "UNT")
@@ -97,6 +99,40 @@ INSPECTION_COLUMNS: tuple[Column, ...] = (
 
 #: Seizure rows must name at least one of these.
 SEIZURE_LINK_COLUMNS: tuple[str, ...] = ("declaration_id", "exporter_id", "consignee_id")
+
+#: One valid row of each table, as a customs system sends it (shown in the service's
+#: published schema). Read-only: copy before changing a field.
+EXAMPLE_DECLARATION: Mapping[str, object] = MappingProxyType(
+    {
+        "declaration_id": "SB0000001",
+        "declared_at": "2024-02-01T10:30:00+05:30",
+        "exporter_id": "IEC0001",
+        "consignee_id": "CONS001",
+        "consignee_country": "NG",
+        "destination_country": "NG",
+        "port_of_loading": "INNSA",
+        "transport_mode": "SEA",
+        "hs_code": "300490",
+        "goods_description": "tramadol tablets",
+        "quantity": 10.5,
+        "quantity_unit": "KGM",
+        "gross_weight_kg": 12.0,
+        "declared_value_usd": 1000.0,
+    }
+)
+EXAMPLE_SEIZURE: Mapping[str, object] = MappingProxyType(
+    {
+        "seizure_id": "SZ0001",
+        "seized_at": "2024-03-01T08:00:00+05:30",
+        "declaration_id": "SB0000001",
+        "country": "NG",
+        "substance": "tramadol",
+        "agency": "NCB",
+    }
+)
+EXAMPLE_INSPECTION: Mapping[str, object] = MappingProxyType(
+    {"declaration_id": "SB0000001", "inspected_at": "2024-02-02T09:00:00Z", "result": "CLEAN"}
+)
 
 
 def column_names(columns: tuple[Column, ...]) -> list[str]:

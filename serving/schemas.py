@@ -28,6 +28,9 @@ from pydantic_core import PydanticCustomError
 
 from features.contract import (
     DECLARATION_COLUMNS,
+    EXAMPLE_DECLARATION,
+    EXAMPLE_INSPECTION,
+    EXAMPLE_SEIZURE,
     FUTURE_TOLERANCE_DAYS,
     INSPECTION_COLUMNS,
     REASON_BEFORE_EARLIEST,
@@ -244,7 +247,8 @@ class _SeizureRow(_Row):
             "anyOf": [
                 {"required": [name], "properties": {name: {"type": "string"}}}
                 for name in SEIZURE_LINK_COLUMNS
-            ]
+            ],
+            "examples": [dict(EXAMPLE_SEIZURE)],
         }
     )
 
@@ -255,9 +259,17 @@ class _SeizureRow(_Row):
         return self
 
 
+class _DeclarationRow(_Row):
+    model_config = ConfigDict(json_schema_extra={"examples": [dict(EXAMPLE_DECLARATION)]})
+
+
+class _InspectionRow(_Row):
+    model_config = ConfigDict(json_schema_extra={"examples": [dict(EXAMPLE_INSPECTION)]})
+
+
 Declaration = create_model(
     "Declaration",
-    __base__=_Row,
+    __base__=_DeclarationRow,
     __doc__="One export declaration line, as filed (the contract's declaration columns).",
     __module__=__name__,
     **_fields(DECLARATION_COLUMNS),
@@ -271,7 +283,7 @@ Seizure = create_model(
 )
 Inspection = create_model(
     "Inspection",
-    __base__=_Row,
+    __base__=_InspectionRow,
     __doc__="Outcome of a customs examination (the contract's inspections row).",
     __module__=__name__,
     **_fields(INSPECTION_COLUMNS),

@@ -30,6 +30,7 @@ from models.pyfunc import DiversionRiskModel, directory_digest
 from training import plots
 from training.backtest import FitResult, build_features, default_windows, fit_and_evaluate
 from training.config import TrainingConfig
+from training.datasets import compact_declarations
 from training.evaluation import INSPECTION_RATES, rate_label
 from training.search import SEARCH_RATES, TUNED
 
@@ -96,7 +97,10 @@ def _train(config: TrainingConfig, engine) -> TrainOutcome:
         rejects_dir=config.output_dir / "rejects",
         max_reject_share=config.max_reject_share,
     )
-    declarations, seizures = tables.declarations, tables.seizures
+    # From here on one copy of the declarations: repetitive text as categories (the same
+    # values, content hashes and MLflow digests). The loaded frame goes before indexing.
+    declarations, seizures = compact_declarations(tables.declarations), tables.seizures
+    tables.declarations = declarations
     console.print(f"[bold]contract[/]: {tables.report.summary()}")
     reference = load_reference()
     t0 = time.perf_counter()

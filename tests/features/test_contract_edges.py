@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 
 from features.contract import (
     DECLARATION_COLUMNS,
+    EXAMPLE_DECLARATION,
+    EXAMPLE_INSPECTION,
+    EXAMPLE_SEIZURE,
     INSPECTION_COLUMNS,
     SEIZURE_COLUMNS,
     SEIZURE_LINK_COLUMNS,
@@ -24,31 +27,9 @@ from features.contract import (
 from features.validation import reason_stem, top_reasons, validate_table
 from serving.schemas import Declaration, Inspection, Seizure
 
-DECLARATION = {
-    "declaration_id": "SB0000001",
-    "declared_at": "2024-02-01T10:30:00+05:30",
-    "exporter_id": "IEC0001",
-    "consignee_id": "CONS001",
-    "consignee_country": "NG",
-    "destination_country": "NG",
-    "port_of_loading": "INNSA",
-    "transport_mode": "SEA",
-    "hs_code": "300490",
-    "goods_description": "tramadol tablets",
-    "quantity": 10.5,
-    "quantity_unit": "KGM",
-    "gross_weight_kg": 12.0,
-    "declared_value_usd": 1000.0,
-}
-SEIZURE = {
-    "seizure_id": "SZ0001",
-    "seized_at": "2024-03-01T08:00:00+05:30",
-    "declaration_id": "SB0000001",
-    "country": "NG",
-    "substance": "tramadol",
-    "agency": "NCB",
-}
-INSPECTION = {"declaration_id": "SB0000001", "inspected_at": "2024-02-02T09:00:00Z", "result": "CLEAN"}
+DECLARATION = dict(EXAMPLE_DECLARATION)
+SEIZURE = dict(EXAMPLE_SEIZURE)
+INSPECTION = dict(EXAMPLE_INSPECTION)
 
 TABLES = {
     "declarations": (DECLARATION_COLUMNS, Declaration, DECLARATION),
@@ -204,3 +185,13 @@ def test_validate_cli_prints_the_three_most_frequent_reasons(tmp_path) -> None:
     assert f"3 rows {LINK}: none of" in out
     assert "3 rows country: not an ISO 3166-1 alpha-2 country code" in out
     assert "quantity_kg" not in out.split("most frequent reasons", 1)[1].split("error:", 1)[0]
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_the_published_schema_shows_a_row_both_edges_accept(table) -> None:
+    columns, model, example = TABLES[table]
+    published = model.model_json_schema()["examples"]
+    assert published == [example]
+    model.model_validate(published[0])
+    valid, rejects, _ = validate_table(_raw(published[0]), columns, f"{table}.csv")
+    assert rejects.empty and len(valid) == 1

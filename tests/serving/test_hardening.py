@@ -335,31 +335,19 @@ BARE_CR = "tramadol 100 mg\rstrips of 10"
 
 
 def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -> None:
-    from features.contract import DECLARATION_COLUMNS, SEIZURE_COLUMNS
+    from features.contract import (
+        DECLARATION_COLUMNS,
+        EXAMPLE_DECLARATION,
+        EXAMPLE_INSPECTION,
+        SEIZURE_COLUMNS,
+    )
     from features.reference import load_reference
     from features.validation import load_contract_tables
     from serving.frames import declarations_frame, seizures_frame
     from serving.history_store import HistoryStore, make_engine
     from serving.schemas import Declaration, Inspection, Seizure
 
-    declaration = Declaration.model_validate(
-        {
-            "declaration_id": "SB0000001",
-            "declared_at": "2024-02-01T10:30:00+05:30",
-            "exporter_id": "IEC0001",
-            "consignee_id": "CONS001",
-            "consignee_country": "NG",
-            "destination_country": "NG",
-            "port_of_loading": "INNSA",
-            "transport_mode": "SEA",
-            "hs_code": "300490",
-            "goods_description": BARE_CR,
-            "quantity": 10.5,
-            "quantity_unit": "KGM",
-            "gross_weight_kg": 12.0,
-            "declared_value_usd": 1000.0,
-        }
-    )
+    declaration = Declaration.model_validate({**EXAMPLE_DECLARATION, "goods_description": BARE_CR})
     seizure = Seizure.model_validate(
         {
             "seizure_id": "SZ0001",
@@ -370,9 +358,7 @@ def test_export_round_trips_awkward_text_through_the_validator(tmp_path: Path) -
             "agency": BARE_CR,
         }
     )
-    inspection = Inspection.model_validate(
-        {"declaration_id": "SB0000001", "inspected_at": "2024-02-02T09:00:00Z", "result": "CLEAN"}
-    )
+    inspection = Inspection.model_validate(dict(EXAMPLE_INSPECTION))
     empty_declarations = declarations_frame([]).iloc[:0]
     empty_seizures = seizures_frame([]).iloc[:0]
     store = HistoryStore(
