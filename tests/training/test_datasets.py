@@ -92,6 +92,26 @@ def test_compact_declarations_keeps_values_and_leaves_the_input_alone(history_ta
     )
 
 
+def test_training_on_the_compact_copy_records_and_labels_what_the_loaded_frame_gives(history_tables):
+    """`make train` keeps only the compact copy: its labels and MLflow lineage must not move."""
+    import mlflow
+
+    declarations, seizures = history_tables
+    compact = compact_declarations(declarations)
+    for frame in (declarations, compact):
+        assert frame["exporter_id"].map(type).eq(str).all()  # what MLflow's digest keeps as text
+    loaded = mlflow.data.from_pandas(declarations, source="declarations.parquet", name="d")
+    kept = mlflow.data.from_pandas(compact, source="declarations.parquet", name="d")
+    assert kept.digest == loaded.digest
+    assert kept.schema == loaded.schema
+    before = pd.Timestamp(declarations["declared_at"].quantile(0.7))
+    for known_before in (None, before):
+        expected = declaration_labels(declarations, seizures, 180, known_before=known_before)
+        got = declaration_labels(compact, seizures, 180, known_before=known_before)
+        assert np.array_equal(got.diverted, expected.diverted)
+        assert np.array_equal(got.seized_kg, expected.seized_kg)
+
+
 def test_a_booster_fitted_on_lean_features_predicts_exactly_as_on_plain_features(
     history_tables, lean_features, plain_features
 ):
