@@ -248,7 +248,7 @@ class _SeizureRow(_Row):
                 {"required": [name], "properties": {name: {"type": "string"}}}
                 for name in SEIZURE_LINK_COLUMNS
             ],
-            "examples": [dict(EXAMPLE_SEIZURE)],
+            "example": dict(EXAMPLE_SEIZURE),
         }
     )
 
@@ -260,11 +260,11 @@ class _SeizureRow(_Row):
 
 
 class _DeclarationRow(_Row):
-    model_config = ConfigDict(json_schema_extra={"examples": [dict(EXAMPLE_DECLARATION)]})
+    model_config = ConfigDict(json_schema_extra={"example": dict(EXAMPLE_DECLARATION)})
 
 
 class _InspectionRow(_Row):
-    model_config = ConfigDict(json_schema_extra={"examples": [dict(EXAMPLE_INSPECTION)]})
+    model_config = ConfigDict(json_schema_extra={"example": dict(EXAMPLE_INSPECTION)})
 
 
 Declaration = create_model(
