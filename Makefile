@@ -138,7 +138,7 @@ bench-train-dask: $(STAMP) ## Features and fit at ROWS declarations: one process
 		--workers $(DASK_WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 .PHONY: bench-serve
-bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service vs mlflow models serve, same run
+bench-serve: $(STAMP) $(DECLARATIONS) ## Latency and throughput: this service (alone and with a challenger in shadow) vs mlflow models serve, same run
 	$(BIN)/python -m benchmarks.serve --declarations $(DECLARATIONS) --seizures $(SEIZURES)
 
 .PHONY: bench-replay

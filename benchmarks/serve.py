@@ -33,6 +33,7 @@ from serving.process import free_port, running_service, wait_until
 console = Console()
 
 OURS = "this service (full path)"
+SHADOW = "this service + a challenger in shadow"
 FLOOR = "validation floor (BentoML + request schema only)"
 MLFLOW = "mlflow models serve (model only)"
 FLOOR_SERVICE = "benchmarks.serve_floor:ValidationFloor"
@@ -115,6 +116,17 @@ def run_bench(
             results[OURS] = _measure(client, f"{base}/score", ours_single, ours_batch)
             features = _features_via_engine(history_declarations, history_seizures, records)
             features = features.astype(object).where(features.notna(), None)  # JSON has no NaN: null
+        shadow_uri = _registry_with_a_challenger(out)
+        if shadow_uri is not None:
+            with running_service(
+                {**env, "MLFLOW_TRACKING_URI": shadow_uri}, log_path=out / "shadow.log"
+            ) as base:
+                info = client.get(f"{base}/model").json()
+                if not (info.get("challenger") or {}).get("version"):
+                    raise RuntimeError(
+                        f"the service scores no challenger in shadow: {info.get('challenger')}"
+                    )
+                results[SHADOW] = _measure(client, f"{base}/score", ours_single, ours_batch)
         with running_service(env, log_path=out / "floor.log", service=FLOOR_SERVICE) as base:
             results[FLOOR] = _measure(client, f"{base}/score", ours_single, ours_batch)
         mlflow_single = [
@@ -179,9 +191,45 @@ def run_bench(
         f"single p50 +{ours['p50_ms'] - floor['p50_ms']:.2f} ms, "
         f"per 1,000-declaration batch +{1000 / ours['rows_per_s'] * 1000 - 1000 / floor['rows_per_s'] * 1000:.1f} ms"
     )
+    if SHADOW in results:
+        shadow = results[SHADOW]
+        console.print(
+            f"{SHADOW} / without: single p50 {shadow['p50_ms'] / ours['p50_ms']:.2f}x "
+            f"(+{shadow['p50_ms'] - ours['p50_ms']:.2f} ms); batch throughput "
+            f"{shadow['rows_per_s'] / ours['rows_per_s']:.2f}x"
+        )
     print_log_check()
     if workers:
         run_workers(env, records, out)
+
+
+def _registry_with_a_challenger(out: Path) -> str | None:
+    """A copy of the SQLite model registry whose `@challenger` is a second version of the champion.
+
+    The service then scores every request twice (the champion answers, the challenger is
+    recorded in shadow): what shadow scoring costs. The user's registry is not changed.
+    Returns the copy's tracking URI, or None (with a message) when the registry is not a
+    SQLite file.
+    """
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    if not uri.startswith("sqlite:///"):
+        console.print(f"shadow scoring not measured: the registry {uri} is not a SQLite file")
+        return None
+    copy = out / "mlflow-shadow.db"
+    shutil.copyfile(uri.removeprefix("sqlite:///"), copy)
+    shadow_uri = f"sqlite:///{copy}"
+    client = MlflowClient(tracking_uri=shadow_uri, registry_uri=shadow_uri)
+    champion = client.get_model_version_by_alias("diversion-risk", "champion")
+    # with the champion's tags: the service verifies the recorded checksums before it loads a version
+    second = client.create_model_version(
+        "diversion-risk", champion.source, run_id=champion.run_id, tags=champion.tags
+    )
+    client.set_registered_model_alias("diversion-risk", "challenger", second.version)
+    return shadow_uri
 
 
 def _bench_env(out: Path, history_declarations: Path, history_seizures: Path) -> dict[str, str]:
