@@ -37,6 +37,10 @@ class BoosterParams:
     num_threads: int = 2
     extra: dict = field(default_factory=dict)  # any other LightGBM parameter
 
+    def __post_init__(self) -> None:
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be at least 1 (got {self.eval_every})")
+
     def lightgbm(self) -> dict:
         return {
             "objective": "binary",
@@ -77,8 +81,6 @@ def fit_booster(
     train_set, validation_set = datasets or booster_datasets(
         train_features, train_labels, validation_features, validation_labels, categorical, train_weights
     )
-    if params.eval_every < 1:
-        raise ValueError(f"eval_every must be at least 1 (got {params.eval_every})")
     stopping = _EarlyStoppingEvery(validation_set, params.eval_every, params.early_stopping_rounds)
     return lgb.train(
         params.lightgbm(),

@@ -92,6 +92,16 @@ class TrainingConfig(BaseModel):
     registered_model: str = "diversion-risk"
     primary_metric: str = "precision_at_2pct"
 
+    @field_validator("booster")
+    @classmethod
+    def _booster_settings(cls, value: dict) -> dict:
+        """Unknown or invalid booster settings fail when the config loads, not after the features."""
+        try:
+            BoosterParams(**value)
+        except TypeError as exc:
+            raise ValueError(f"unknown booster setting: {exc}") from exc
+        return value
+
     @field_validator("yellow_rate")
     @classmethod
     def _budget(cls, value: float, info) -> float:

@@ -96,6 +96,14 @@ def test_a_fit_that_never_stops_keeps_its_best_round_within_max_rounds(windows) 
     assert _fit(windows, params).best_iteration == expected
 
 
-def test_eval_every_below_one_is_refused(windows) -> None:
+def test_eval_every_below_one_is_refused_before_any_fit() -> None:
+    from pydantic import ValidationError
+
+    from training.config import TrainingConfig
+
     with pytest.raises(ValueError, match="eval_every must be at least 1"):
-        _fit(windows, _params(eval_every=0))
+        _params(eval_every=0)
+    with pytest.raises(ValidationError, match="eval_every must be at least 1"):
+        TrainingConfig(booster={"eval_every": 0})
+    with pytest.raises(ValidationError, match="unknown booster setting"):
+        TrainingConfig(booster={"eval_evry": 5})
